@@ -1,0 +1,348 @@
+//! One client connection: HTTP/1.1 or h2c (detected by hyper-util's auto builder),
+//! with the deadlines hyper does not enforce on its own.
+//!
+//! hyper's HTTP/1 `header_read_timeout` is also armed while a keep-alive connection
+//! sits idle, so it cannot express both `HEADER_TIMEOUT` and `IDLE_TIMEOUT`; and the
+//! auto builder reads the protocol preface with no deadline at all (hyper issue 3962).
+//! So each connection carries an [`Activity`] record, updated by the I/O wrapper
+//! ([`Watched`]) and by the service, and a single timer per connection enforces:
+//!
+//! - **head**: from accept, or from the first byte after an idle period, the request
+//!   head must arrive within `HEADER_TIMEOUT`; otherwise the connection is dropped.
+//!   This covers the preface phase and slowloris clients that trickle bytes.
+//! - **idle**: with no request in flight and no bytes received, the connection is
+//!   closed gracefully after `IDLE_TIMEOUT` (HTTP/2: GOAWAY).
+//! - **busy**: while a request is in flight no connection deadline applies; the
+//!   handler bounds its own body read (see [`crate::routes::Limits::body_timeout`]).
+//!
+//! On HTTP/2 received bytes do not start a head deadline (pings and window updates
+//! are not requests); an h2 connection with no open stream is closed after
+//! `IDLE_TIMEOUT`.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+use crate::routes::Handler;
+use crate::service;
+
+/// Deadlines and protocol limits for each connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub idle: Duration,
+}
+
+/// Builds the HTTP/1 + h2c connection builder with the protocol limits we rely on.
+pub fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Our own head/idle deadlines replace hyper's (see the module docs).
+        .header_read_timeout(None)
+        .keep_alive(true)
+        // Request heads over 64 KiB get 431 (the contract's limit).
+        .max_buf_size(64 * 1024)
+        .pipeline_flush(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024)
+        // Rapid reset (CVE-2023-44487) and error-reset floods: bounded explicitly.
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+const HEAD: u8 = 0;
+const IDLE: u8 = 1;
+const BUSY: u8 = 2;
+
+/// Monotonic nanoseconds since the first call; fits the atomics below.
+fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// What a connection is doing, shared by its I/O wrapper, its service and its timer.
+/// Only the connection's own task touches it, so relaxed atomics suffice.
+#[derive(Debug)]
+pub struct Activity {
+    phase: AtomicU8,
+    since: AtomicU64,
+    in_flight: AtomicU32,
+    http2: AtomicBool,
+}
+
+/// What the connection timer should do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    HeadTimedOut,
+    IdleTimedOut,
+    WaitUntil(u64),
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            phase: AtomicU8::new(HEAD),
+            since: AtomicU64::new(now_nanos()),
+            in_flight: AtomicU32::new(0),
+            http2: AtomicBool::new(false),
+        }
+    }
+
+    fn enter(&self, phase: u8) {
+        self.since.store(now_nanos(), Ordering::Relaxed);
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+
+    fn on_bytes_received(&self) {
+        if self.phase.load(Ordering::Relaxed) == IDLE && !self.http2.load(Ordering::Relaxed) {
+            self.enter(HEAD);
+        }
+    }
+
+    fn request_started(&self, http2: bool) {
+        if http2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.phase.store(BUSY, Ordering::Relaxed);
+    }
+
+    fn request_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.enter(IDLE);
+        }
+    }
+
+    fn verdict(&self, t: &Timeouts, now: u64) -> Verdict {
+        let since = self.since.load(Ordering::Relaxed);
+        let (limit, expired) = match self.phase.load(Ordering::Relaxed) {
+            HEAD => (t.header, Verdict::HeadTimedOut),
+            IDLE => (t.idle, Verdict::IdleTimedOut),
+            // Busy: look again later; the handler bounds its own work.
+            _ => return Verdict::WaitUntil(now + t.header.as_nanos() as u64),
+        };
+        let deadline = since.saturating_add(limit.as_nanos() as u64);
+        if now >= deadline {
+            expired
+        } else {
+            Verdict::WaitUntil(deadline)
+        }
+    }
+}
+
+/// Marks a request finished even when its future is dropped mid-way.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+/// An I/O stream that reports received bytes to its connection's [`Activity`].
+pub struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_bytes_received();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How a connection ended, for logs and the shutdown report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Closed,
+    HeadTimeout,
+    IdleTimeout,
+}
+
+/// Serves one connection until it closes, times out, or drains after `shutdown`.
+pub async fn serve<I, H>(
+    io: I,
+    handler: Arc<H>,
+    builder: &auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: io,
+        activity: activity.clone(),
+    });
+    let svc_activity = activity.clone();
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let handler = handler.clone();
+        svc_activity.request_started(req.version() == http::Version::HTTP_2);
+        let in_flight = InFlight(svc_activity.clone());
+        async move {
+            let response = service::call(&*handler, req).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let timer = tokio::time::sleep(timeouts.header);
+    tokio::pin!(timer);
+    let mut draining = false;
+    let mut ended = Ended::Closed;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return ended;
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut timer => {
+                if draining {
+                    // A graceful close that the peer did not complete in time.
+                    return ended;
+                }
+                match activity.verdict(&timeouts, now_nanos()) {
+                    Verdict::HeadTimedOut => {
+                        tracing::debug!("request head not received in time; closing");
+                        return Ended::HeadTimeout;
+                    }
+                    Verdict::IdleTimedOut => {
+                        draining = true;
+                        ended = Ended::IdleTimeout;
+                        conn.as_mut().graceful_shutdown();
+                        timer.as_mut().reset(tokio::time::Instant::now() + timeouts.header);
+                    }
+                    Verdict::WaitUntil(at) => {
+                        let wait = Duration::from_nanos(at.saturating_sub(now_nanos()));
+                        timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        header: Duration::from_secs(5),
+        idle: Duration::from_secs(60),
+    };
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn head_then_idle_then_head_again() {
+        let a = Activity::new();
+        let t0 = a.since.load(Ordering::Relaxed);
+        assert_eq!(a.verdict(&T, t0 + 4 * S), Verdict::WaitUntil(t0 + 5 * S));
+        assert_eq!(a.verdict(&T, t0 + 5 * S), Verdict::HeadTimedOut);
+
+        a.request_started(false);
+        assert!(matches!(a.verdict(&T, t0 + 100 * S), Verdict::WaitUntil(_)));
+        a.request_finished();
+        let idle_since = a.since.load(Ordering::Relaxed);
+        // Idle: the header deadline no longer applies, the idle one does.
+        assert!(matches!(
+            a.verdict(&T, idle_since + 10 * S),
+            Verdict::WaitUntil(_)
+        ));
+        assert_eq!(a.verdict(&T, idle_since + 60 * S), Verdict::IdleTimedOut);
+
+        a.on_bytes_received();
+        let head_since = a.since.load(Ordering::Relaxed);
+        assert_eq!(a.verdict(&T, head_since + 5 * S), Verdict::HeadTimedOut);
+    }
+
+    #[test]
+    fn http2_bytes_do_not_start_a_head_deadline() {
+        let a = Activity::new();
+        a.request_started(true);
+        a.request_finished();
+        a.on_bytes_received();
+        let since = a.since.load(Ordering::Relaxed);
+        assert!(matches!(
+            a.verdict(&T, since + 10 * S),
+            Verdict::WaitUntil(_)
+        ));
+        assert_eq!(a.verdict(&T, since + 60 * S), Verdict::IdleTimedOut);
+    }
+
+    #[test]
+    fn overlapping_requests_stay_busy_until_the_last_ends() {
+        let a = Activity::new();
+        a.request_started(true);
+        a.request_started(true);
+        a.request_finished();
+        assert_eq!(a.phase.load(Ordering::Relaxed), BUSY);
+        a.request_finished();
+        assert_eq!(a.phase.load(Ordering::Relaxed), IDLE);
+    }
+}

@@ -1,0 +1,145 @@
+//! The greeting itself: from a request body to the response body.
+//!
+//! `parse → validate → render`, with each step's failure a [`GreetError`] variant that
+//! [`crate::problem`] turns into a 400. A [`Name`] can only be built by
+//! [`Name::parse`], so holding one means the rules of the contract were checked.
+
+use crate::json::{self, JsonError, NameField};
+
+/// A trimmed name of 1..=`max_chars` Unicode scalar values with no control characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a>(&'a str);
+
+/// Every way a body can fail to yield a greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GreetError {
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    #[error("name is required")]
+    NameMissing,
+    #[error("name must not be null")]
+    NameNull,
+    #[error("name must be a string")]
+    NameNotString,
+    #[error("name must not be empty")]
+    NameEmpty,
+    #[error("name is longer than {0} characters")]
+    NameTooLong(usize),
+    #[error("name must not contain control characters")]
+    NameControl,
+}
+
+/// U+0000–U+001F and U+007F–U+009F, the contract's control characters.
+fn is_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+}
+
+impl<'a> Name<'a> {
+    /// Trims white space (Unicode `White_Space`) and checks length and characters.
+    pub fn parse(raw: &'a str, max_chars: usize) -> Result<Self, GreetError> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(GreetError::NameEmpty);
+        }
+        // A byte length within the limit bounds the char count too: skip the count
+        // for the common short name.
+        if name.len() > max_chars && name.chars().count() > max_chars {
+            return Err(GreetError::NameTooLong(max_chars));
+        }
+        if name.chars().any(is_control) {
+            return Err(GreetError::NameControl);
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+const PREFIX: &[u8] = br#"{"message":"Hello, "#;
+const SUFFIX: &[u8] = br#"!"}"#;
+
+/// Writes `{"message":"Hello, <name>!"}` into one buffer sized up front.
+pub fn render(name: Name<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX.len() + json::max_escaped_len(name.0) + SUFFIX.len());
+    out.extend_from_slice(PREFIX);
+    json::write_escaped(&mut out, name.0);
+    out.extend_from_slice(SUFFIX);
+    out
+}
+
+/// Renders any string without validation (for tests and benches of the escaper).
+pub fn render_str(name: &str) -> Vec<u8> {
+    render(Name(name))
+}
+
+/// Validates the `name` a parser extracted.
+pub fn name_from_field(field: NameField<'_>, max_chars: usize) -> Result<Name<'_>, GreetError> {
+    match field {
+        NameField::Str(s) => Name::parse(s, max_chars),
+        NameField::Missing => Err(GreetError::NameMissing),
+        NameField::Null => Err(GreetError::NameNull),
+        NameField::NotString => Err(GreetError::NameNotString),
+    }
+}
+
+/// The whole body-to-body step: parse, validate, render.
+pub fn greet(body: &[u8], max_chars: usize) -> Result<Vec<u8>, GreetError> {
+    json::with_name(body, |field| {
+        Ok(render(name_from_field(field?, max_chars)?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> String {
+        String::from_utf8(greet(body.as_bytes(), 256).unwrap()).unwrap()
+    }
+
+    fn err(body: &str) -> GreetError {
+        greet(body.as_bytes(), 256).unwrap_err()
+    }
+
+    #[test]
+    fn greets() {
+        assert_eq!(ok(r#"{"name":"John"}"#), r#"{"message":"Hello, John!"}"#);
+        assert_eq!(
+            ok(r#"{"name":"  John \n"}"#),
+            r#"{"message":"Hello, John!"}"#
+        );
+        assert_eq!(
+            ok(r#"{"name":"<b>"}"#),
+            r#"{"message":"Hello, \u003cb\u003e!"}"#
+        );
+        assert_eq!(ok(r#"{"name":"日本"}"#), r#"{"message":"Hello, 日本!"}"#);
+    }
+
+    #[test]
+    fn validates() {
+        assert_eq!(err("{}"), GreetError::NameMissing);
+        assert_eq!(err(r#"{"name":null}"#), GreetError::NameNull);
+        assert_eq!(err(r#"{"name":7}"#), GreetError::NameNotString);
+        assert_eq!(err(r#"{"name":" \t "}"#), GreetError::NameEmpty);
+        assert_eq!(err(r#"{"name":"a\u0000b"}"#), GreetError::NameControl);
+        assert_eq!(err(r#"{"name":"a\u0085b"}"#), GreetError::NameControl);
+        assert_eq!(err(r#"{"name":"a\u007fb"}"#), GreetError::NameControl);
+        assert_eq!(err("[]"), GreetError::Json(JsonError::NotObject));
+    }
+
+    #[test]
+    fn length_counts_scalar_values_not_bytes() {
+        let at_limit = format!(r#"{{"name":"{}"}}"#, "é".repeat(256));
+        assert!(greet(at_limit.as_bytes(), 256).is_ok());
+        let over = format!(r#"{{"name":"{}"}}"#, "é".repeat(257));
+        assert_eq!(err(&over), GreetError::NameTooLong(256));
+        let ascii_over = format!(r#"{{"name":"{}"}}"#, "a".repeat(257));
+        assert_eq!(err(&ascii_over), GreetError::NameTooLong(256));
+        assert_eq!(
+            GreetError::NameTooLong(256).to_string(),
+            "name is longer than 256 characters"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! JSON in and out of the hot path.
+//!
+//! Input: request bodies are parsed with simd-json's tape API into per-thread scratch
+//! space (`Buffers`, the tape, and a padded copy of the body) that is reused for every
+//! request, so a parse allocates nothing once a worker has warmed up. simd-json
+//! unescapes strings in place, so the `name` we extract always borrows from that buffer.
+//!
+//! Output: [`write_escaped`] appends a string to a byte buffer with the escaping rules
+//! of the contract: RFC 8259 escapes plus `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`,
+//! so a body is safe to embed in HTML (the same set Go's `encoding/json` escapes). All
+//! other non-ASCII characters are written as UTF-8.
+
+use std::cell::RefCell;
+
+use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
+
+/// What a request body says about `name`, borrowed from the parse buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameField<'a> {
+    /// The body is an object whose (last) `name` member is a string.
+    Str(&'a str),
+    /// The body is an object without a `name` member.
+    Missing,
+    /// `name` is `null`.
+    Null,
+    /// `name` is a number, boolean, array or object.
+    NotString,
+}
+
+/// Why a body could not be read as a JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Not UTF-8 at all: reported separately because "invalid JSON" would mislead.
+    #[error("body is not valid UTF-8")]
+    InvalidUtf8,
+    /// Syntax error; the offset is the parser's best position for it.
+    #[error("invalid JSON at byte {0}")]
+    Syntax(usize),
+    /// The body is empty (or only white space).
+    #[error("body is empty; expected a JSON object")]
+    Empty,
+    /// Well-formed JSON, but the top-level value is not an object.
+    #[error("body must be a JSON object")]
+    NotObject,
+}
+
+/// Reusable per-thread parse state.
+struct Scratch {
+    buffers: Buffers,
+    /// Kept with a `'static` lifetime only while empty; see [`Tape::reset`].
+    tape: Option<Tape<'static>>,
+    /// The body followed by `INPUT_PADDING` bytes, as `fill_tape_padded` requires.
+    input: Vec<u8>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            buffers: Buffers::new(1024),
+            tape: Some(Tape::null().reset()),
+            input: Vec::with_capacity(1024 + INPUT_PADDING),
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Parses `body`, finds its `name` member and hands the result to `f`.
+///
+/// The borrowed name lives only as long as the callback, because it points into
+/// this thread's scratch buffer, which the next request reuses. Render the response
+/// inside `f`.
+///
+/// Duplicate `name` members: the last one wins, as in `JSON.parse`, Go's
+/// `encoding/json` and `serde_json::Value`.
+pub fn with_name<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+    // A re-entrant call (which the server never makes) gets fresh scratch space
+    // instead of a `BorrowMutError` panic.
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => parse_into(&mut scratch, body, f),
+        Err(_) => parse_into(&mut Scratch::new(), body, f),
+    })
+}
+
+fn parse_into<R>(
+    scratch: &mut Scratch,
+    body: &[u8],
+    f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R,
+) -> R {
+    let Scratch {
+        buffers,
+        tape,
+        input,
+    } = scratch;
+    input.clear();
+    input.extend_from_slice(body);
+    input.resize(body.len() + INPUT_PADDING, 0);
+
+    let mut local: Tape<'_> = tape.take().unwrap_or_else(Tape::null).reset();
+    let parsed = simd_json::fill_tape_padded(input, body.len(), buffers, &mut local);
+    let result = match parsed {
+        Ok(()) => find_name(&local.0),
+        Err(e) => Err(classify_error(body, e.index())),
+    };
+    let out = f(result);
+    *tape = Some(local.reset());
+    out
+}
+
+/// Turns simd-json's error into one a client can act on.
+#[cold]
+fn classify_error(body: &[u8], index: usize) -> JsonError {
+    // simd-json validates UTF-8 over the whole input before it parses, so a body
+    // with invalid UTF-8 anywhere is reported as such.
+    if std::str::from_utf8(body).is_err() {
+        return JsonError::InvalidUtf8;
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return JsonError::Empty;
+    }
+    JsonError::Syntax(index.min(body.len()))
+}
+
+/// Walks the top-level object on the tape without allocating.
+fn find_name<'a>(tape: &[Node<'a>]) -> Result<NameField<'a>, JsonError> {
+    let Some(Node::Object { len, .. }) = tape.first() else {
+        return Err(JsonError::NotObject);
+    };
+    let mut found = NameField::Missing;
+    let mut i = 1;
+    for _ in 0..*len {
+        let key = tape.get(i);
+        let value = tape.get(i + 1);
+        i += 1 + node_width(value);
+        if let (Some(Node::String("name")), Some(value)) = (key, value) {
+            found = match value {
+                Node::String(s) => NameField::Str(s),
+                Node::Static(StaticNode::Null) => NameField::Null,
+                _ => NameField::NotString,
+            };
+        }
+    }
+    Ok(found)
+}
+
+/// How many tape nodes a value occupies, so unknown members are skipped in O(1).
+fn node_width(node: Option<&Node<'_>>) -> usize {
+    match node {
+        Some(Node::Object { count, .. } | Node::Array { count, .. }) => count + 1,
+        Some(_) => 1,
+        None => 0,
+    }
+}
+
+/// For each ASCII byte, the escape it needs: 0 for none, `u` for `\u00XX`, or the
+/// character after the backslash for the short forms.
+static ESCAPE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'<' as usize] = b'u';
+    t[b'>' as usize] = b'u';
+    t[b'&' as usize] = b'u';
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// True if `byte` starts something [`write_escaped`] must rewrite.
+#[inline]
+fn needs_attention(byte: u8) -> bool {
+    // 0xE2 leads U+2028/U+2029 in UTF-8; every other byte >= 0x80 is copied as is.
+    (byte < 0x80 && ESCAPE[byte as usize] != 0) || byte == 0xE2
+}
+
+/// The largest number of bytes [`write_escaped`] can produce for `s`: six per
+/// escaped byte (`\u003c`), which also covers U+2028 (three bytes become six).
+pub fn max_escaped_len(s: &str) -> usize {
+    s.len() * 6
+}
+
+/// Appends `s` to `out` as the inside of a JSON string, HTML-safe.
+pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !needs_attention(b) {
+            i += 1;
+            continue;
+        }
+        if b == 0xE2 {
+            // U+2028 is E2 80 A8, U+2029 is E2 80 A9; `s` is valid UTF-8, so a lead
+            // byte 0xE2 is always followed by two continuation bytes.
+            let tail = (bytes.get(i + 1), bytes.get(i + 2));
+            if let (Some(0x80), Some(&last @ (0xA8 | 0xA9))) = tail {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(if last == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                i += 3;
+                start = i;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match ESCAPE[b as usize] {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xF) as usize],
+            ]),
+            short => out.extend_from_slice(&[b'\\', short]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(body: &str) -> Result<Option<String>, JsonError> {
+        with_name(body.as_bytes(), |r| {
+            r.map(|f| match f {
+                NameField::Str(s) => Some(s.to_owned()),
+                _ => None,
+            })
+        })
+    }
+
+    fn escaped(s: &str) -> String {
+        let mut out = Vec::new();
+        write_escaped(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn extracts_name_and_skips_nested_unknown_fields() {
+        let body = r#"{"a":{"name":"inner","b":[1,{"name":2}]},"name":"John","c":[[],{}]}"#;
+        assert_eq!(name_of(body), Ok(Some("John".into())));
+    }
+
+    #[test]
+    fn unescapes_in_place() {
+        assert_eq!(
+            name_of(r#"{"name":"a\"b\\c\u00e9\ud83d\ude00"}"#),
+            Ok(Some("a\"b\\cé😀".into()))
+        );
+    }
+
+    #[test]
+    fn last_duplicate_wins() {
+        assert_eq!(name_of(r#"{"name":"a","name":"b"}"#), Ok(Some("b".into())));
+    }
+
+    #[test]
+    fn classifies_name_kinds() {
+        let kind = |b: &str| with_name(b.as_bytes(), |r| r.map(|f| format!("{f:?}")));
+        assert_eq!(kind("{}").unwrap(), "Missing");
+        assert_eq!(kind(r#"{"name":null}"#).unwrap(), "Null");
+        assert_eq!(kind(r#"{"name":1}"#).unwrap(), "NotString");
+        assert_eq!(kind(r#"{"name":["x"]}"#).unwrap(), "NotString");
+    }
+
+    #[test]
+    fn reports_errors() {
+        assert_eq!(name_of("[]"), Err(JsonError::NotObject));
+        assert_eq!(name_of(r#""John""#), Err(JsonError::NotObject));
+        assert_eq!(name_of(""), Err(JsonError::Empty));
+        assert_eq!(name_of("   "), Err(JsonError::Empty));
+        assert!(matches!(
+            name_of(r#"{"name":"x""#),
+            Err(JsonError::Syntax(_))
+        ));
+        assert!(matches!(
+            name_of(r#"{"name":"x"} x"#),
+            Err(JsonError::Syntax(_))
+        ));
+        assert_eq!(
+            with_name(b"{\"name\":\"\xff\"}", |r| r.map(|_| ())),
+            Err(JsonError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn scratch_is_reused_across_sizes() {
+        let big = format!(r#"{{"pad":"{}","name":"Big"}}"#, "x".repeat(20_000));
+        assert_eq!(name_of(&big), Ok(Some("Big".into())));
+        assert_eq!(name_of(r#"{"name":"Small"}"#), Ok(Some("Small".into())));
+    }
+
+    #[test]
+    fn escapes_per_contract() {
+        assert_eq!(escaped("John"), "John");
+        assert_eq!(escaped("a\"b\\c"), r#"a\"b\\c"#);
+        assert_eq!(escaped("<&>"), r"\u003c\u0026\u003e");
+        assert_eq!(escaped("\u{2028}\u{2029}"), r"\u2028\u2029");
+        assert_eq!(escaped("\n\r\t\u{8}\u{c}\u{1}"), r"\n\r\t\b\f\u0001");
+        assert_eq!(
+            escaped("é日本😀\u{2027}\u{202a}"),
+            "é日本😀\u{2027}\u{202a}"
+        );
+    }
+
+    #[test]
+    fn escaped_len_bound_holds() {
+        for s in ["<<<<", "\u{2028}", "\u{1}\u{1}", "日本"] {
+            assert!(escaped(s).len() <= max_escaped_len(s));
+        }
+    }
+}

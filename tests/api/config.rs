@@ -1,0 +1,127 @@
+//! Contract section 4: configuration through flags and variables.
+
+use crate::helpers::{run_to_exit, App};
+
+#[test]
+fn bad_values_exit_2_with_one_line_naming_setting_and_value() {
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("HOST", "not-an-ip"),
+        ("WORKERS", "0"),
+        ("WORKERS", "many"),
+        ("MAX_BODY_BYTES", "-1"),
+        ("MAX_NAME_CHARS", "0"),
+        ("MAX_CONNECTIONS", "lots"),
+        ("HEADER_TIMEOUT", "soon"),
+        ("IDLE_TIMEOUT", "5"),
+        ("SHUTDOWN_TIMEOUT", "0s"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "loud"),
+        ("ACCESS_LOG", "maybe"),
+    ] {
+        let out = run_to_exit(&[], &[(var, value)]);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{var}={value}: {:?}", out.stderr);
+        assert!(
+            lines[0].contains(var) && lines[0].contains(value),
+            "{var}={value}: {}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn missing_tls_files_exit_2() {
+    let out = run_to_exit(
+        &[],
+        &[
+            ("TLS_CERT", "/nonexistent/cert.pem"),
+            ("TLS_KEY", "/nonexistent/key.pem"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("TLS_CERT") && out.stderr.contains("/nonexistent/cert.pem"));
+}
+
+#[test]
+fn flags_win_over_variables() {
+    let out = run_to_exit(&["--port", "abc"], &[("PORT", "8080")]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_to_exit(&["--workers", "0"], &[("WORKERS", "2")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("WORKERS"));
+    // And a good flag overrides a bad variable.
+    let app = App::spawn_args(
+        &["--port", "0", "--max-name-chars", "3"],
+        &[("PORT", "abc"), ("MAX_NAME_CHARS", "100")],
+    );
+    let mut raw = app.raw();
+    raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"name\":\"Anna\"}");
+    assert_eq!(raw.read_responses(1)[0].status, 400);
+}
+
+#[test]
+fn port_in_use_exits_1_with_a_clear_message() {
+    let app = App::spawn();
+    let port = app.addr.port().to_string();
+    let out = run_to_exit(&[], &[("PORT", &port), ("HOST", "127.0.0.1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot bind"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("in use"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn help_lists_every_setting_with_defaults_and_version_prints() {
+    let out = run_to_exit(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    for (flag, var, default) in [
+        ("--port", "PORT", Some("8080")),
+        ("--host", "HOST", Some("0.0.0.0")),
+        ("--workers", "WORKERS", None),
+        ("--max-body-bytes", "MAX_BODY_BYTES", Some("16384")),
+        ("--max-name-chars", "MAX_NAME_CHARS", Some("256")),
+        ("--max-connections", "MAX_CONNECTIONS", Some("10000")),
+        ("--header-timeout", "HEADER_TIMEOUT", Some("5s")),
+        ("--idle-timeout", "IDLE_TIMEOUT", Some("60s")),
+        ("--shutdown-timeout", "SHUTDOWN_TIMEOUT", Some("10s")),
+        ("--log-format", "LOG_FORMAT", Some("json")),
+        ("--log-level", "LOG_LEVEL", Some("info")),
+        ("--access-log", "ACCESS_LOG", Some("false")),
+        ("--tls-cert", "TLS_CERT", None),
+        ("--tls-key", "TLS_KEY", None),
+    ] {
+        assert!(out.stdout.contains(flag), "{flag} missing from --help");
+        assert!(out.stdout.contains(&format!("env: {var}")), "{var} missing");
+        if let Some(d) = default {
+            assert!(
+                out.stdout.contains(&format!("[default: {d}]")),
+                "{flag} default {d}"
+            );
+        }
+    }
+    let out = run_to_exit(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn binds_ipv6_when_asked() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    }
+    let app = App::spawn_with(&[("HOST", "::1")]);
+    assert!(app.addr.is_ipv6());
+    let r = app
+        .raw()
+        .send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .read_responses(1);
+    assert_eq!(r[0].status, 200);
+}

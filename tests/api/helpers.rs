@@ -1,0 +1,380 @@
+//! Starting the real binary and talking to it over loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_greeting-service");
+
+/// A running `greeting-service` on a free loopback port; killed on drop.
+pub struct App {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl App {
+    pub fn spawn() -> Self {
+        Self::spawn_with(&[])
+    }
+
+    /// Starts the binary with `PORT=0` plus `env`, and waits for its "listening" log
+    /// line to learn the port.
+    pub fn spawn_with(env: &[(&str, &str)]) -> Self {
+        Self::spawn_args(&[], env)
+    }
+
+    /// Like [`App::spawn_with`], with command-line flags too.
+    pub fn spawn_args(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("WORKERS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start greeting-service");
+        let stdout = child.stdout.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"listening\"") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let _ = tx.send(v["addr"].as_str().unwrap().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("greeting-service did not log its address")
+            .parse()
+            .unwrap();
+        Self { child, addr, logs }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle` (or fails after 20 s).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (fails after `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the log reader catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The result of running the binary to completion.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// Runs the binary with `args` and `env` until it exits (for configuration errors).
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Exited {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} {env:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    Exited {
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// A raw TCP connection for protocol edge cases.
+pub struct Raw(pub TcpStream);
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Self(s)
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.write_all(bytes).unwrap();
+        self
+    }
+
+    /// Reads until the server closes the connection (or the read timeout).
+    pub fn read_to_close(&mut self) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return (out, true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+                Err(_) => return (out, false),
+            }
+        }
+    }
+
+    /// Reads exactly `n` HTTP/1 responses with `Content-Length` bodies.
+    pub fn read_responses(&mut self, n: usize) -> Vec<RawResponse> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while out.len() < n {
+            if let Some((resp, used)) = RawResponse::parse(&buf) {
+                out.push(resp);
+                buf.drain(..used);
+                continue;
+            }
+            let read = self.0.read(&mut chunk).expect("read response");
+            assert!(read > 0, "connection closed after {} responses", out.len());
+            buf.extend_from_slice(&chunk[..read]);
+        }
+        assert!(buf.is_empty(), "extra bytes after responses");
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status_line: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses one response from the front of `buf`, if complete.
+    pub fn parse(buf: &[u8]) -> Option<(Self, usize)> {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&buf[..end]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap().to_owned();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        let total = end + 4 + len;
+        if buf.len() < total {
+            return None;
+        }
+        Some((
+            Self {
+                status_line,
+                status,
+                headers,
+                body: buf[end + 4..total].to_vec(),
+            },
+            total,
+        ))
+    }
+
+    /// All responses in `buf`, which must end on a response boundary.
+    pub fn parse_all(mut buf: &[u8]) -> Vec<Self> {
+        let mut out = Vec::new();
+        while let Some((r, used)) = Self::parse(buf) {
+            out.push(r);
+            buf = &buf[used..];
+        }
+        out
+    }
+}
+
+/// A response read through hyper's client.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// Asserts an RFC 9457 problem response with this status.
+    pub fn assert_problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        let v = self.json();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["status"], status);
+        assert!(v["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(v["detail"].as_str().is_some_and(|t| !t.is_empty()));
+        assert_eq!(v.as_object().unwrap().len(), 4, "{v}");
+        v
+    }
+}
+
+/// One HTTP/1.1 or h2c connection through hyper's client, reused for many requests.
+pub enum Conn {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Conn {
+    pub async fn h1(addr: SocketAddr) -> Self {
+        let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        Self::H1(send)
+    }
+
+    pub async fn h2(addr: SocketAddr) -> Self {
+        let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Self::H2(send)
+    }
+
+    pub async fn send(&mut self, req: http::Request<Full<Bytes>>) -> Reply {
+        let resp = match self {
+            Self::H1(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            Self::H2(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            version: parts.version,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    pub async fn post(&mut self, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
+        let mut req = http::Request::post(path).header("host", "localhost");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+            .await
+    }
+
+    pub async fn greet(&mut self, body: &str) -> Reply {
+        self.post("/greet", Some("application/json"), body.as_bytes())
+            .await
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.request("GET", path).await
+    }
+
+    pub async fn request(&mut self, method: &str, path: &str) -> Reply {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.send(req).await
+    }
+}
+
+/// A JSON body with `name` set to `name`, encoded by serde_json.
+pub fn body_with_name(name: &str) -> String {
+    serde_json::json!({ "name": name }).to_string()
+}

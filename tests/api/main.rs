@@ -1,0 +1,8 @@
+//! Black-box tests: the real binary on a loopback port, real HTTP clients.
+//! One test binary with modules, to keep link times down.
+
+mod api;
+mod config;
+mod helpers;
+mod lifecycle;
+mod protocol;
