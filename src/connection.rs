@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use crate::routes::Handler;
-use crate::service;
+use crate::service::Service;
 
 /// Deadlines and protocol limits for each connection.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +219,8 @@ pub enum Ended {
 /// Serves one connection until it closes, times out, or drains after `shutdown`.
 pub async fn serve<I, H>(
     io: I,
-    handler: Arc<H>,
+    peer: Option<std::net::SocketAddr>,
+    service: Arc<Service<H>>,
     builder: &auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
@@ -235,11 +236,11 @@ where
     });
     let svc_activity = activity.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let handler = handler.clone();
+        let service = service.clone();
         svc_activity.request_started(req.version() == http::Version::HTTP_2);
         let in_flight = InFlight(svc_activity.clone());
         async move {
-            let response = service::call(&*handler, req).await;
+            let response = service.call(req, peer).await;
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }

@@ -3,7 +3,7 @@
 //!
 //! The request path, top to bottom: [`server`] accepts → [`connection`] serves HTTP/1
 //! or h2c with deadlines → [`service`] adds request id, headers and panic recovery →
-//! [`routes`] dispatches → [`greet`] parses ([`json`]), validates and renders, or
+//! [`routes`] dispatches ([`metrics`] and [`trace`] observe) → [`greet`] parses ([`json`]), validates and renders, or
 //! [`problem`] answers with RFC 9457 problem details.
 #![forbid(unsafe_code)]
 
@@ -11,9 +11,12 @@ pub mod config;
 pub mod connection;
 pub mod greet;
 pub mod json;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
+pub mod trace;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use greeting_service::config::Config;
 use greeting_service::connection::Timeouts;
+use greeting_service::metrics::Metrics;
 use greeting_service::routes::{App, Limits, Readiness};
 use greeting_service::server::{Connections, Server, Settings};
-use greeting_service::{shutdown, telemetry};
+use greeting_service::service::Service;
+use greeting_service::{shutdown, telemetry, tls};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -17,7 +19,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = Config::parse_or_exit();
+    // Bad TLS files are bad configuration: exit 2 before binding.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("greeting-service: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     telemetry::init(config.log_format, config.log_level);
+    // Each connection is a file descriptor: use all the kernel allows.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open file limit");
+    }
     let workers = config.workers();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -30,16 +47,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(serve(config, workers));
+    let code = runtime.block_on(serve(config, workers, tls));
     // Connections still open after the drain deadline are cut here.
     runtime.shutdown_timeout(std::time::Duration::ZERO);
     code
 }
 
-async fn serve(config: Config, workers: usize) -> ExitCode {
+async fn serve(config: Config, workers: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> ExitCode {
     let addr = SocketAddr::new(config.host, config.port);
     let server = match Server::bind(addr) {
-        Ok(server) => server,
+        Ok(server) => match tls {
+            Some(acceptor) => server.with_tls(acceptor),
+            None => server,
+        },
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot bind");
             eprintln!("greeting-service: cannot bind {addr}: {e}");
@@ -47,6 +67,8 @@ async fn serve(config: Config, workers: usize) -> ExitCode {
         }
     };
     let readiness = Readiness::default();
+    let connections = Arc::new(Connections::default());
+    let metrics = Metrics::new(connections.clone());
     let app = App {
         limits: Limits {
             max_body_bytes: config.max_body_bytes.get(),
@@ -54,6 +76,7 @@ async fn serve(config: Config, workers: usize) -> ExitCode {
             body_timeout: config.header_timeout,
         },
         readiness: readiness.clone(),
+        metrics: metrics.clone(),
     };
     let settings = Settings {
         max_connections: config.max_connections.get(),
@@ -80,10 +103,10 @@ async fn serve(config: Config, workers: usize) -> ExitCode {
     );
     let report = server
         .run(
-            Arc::new(app),
+            Arc::new(Service::new(app, metrics, config.access_log)),
             settings,
             readiness,
-            Arc::new(Connections::default()),
+            connections,
             shutdown::signal(),
         )
         .await;

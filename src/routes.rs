@@ -15,7 +15,9 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Full};
 
 use crate::greet;
+use crate::metrics::{self, Metrics};
 use crate::problem::Problem;
+use crate::server::Connections;
 
 /// Every response body is one buffer, written in full.
 pub type Body = Full<Bytes>;
@@ -72,10 +74,21 @@ impl Default for Limits {
 }
 
 /// The greeting service's routes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct App {
     pub limits: Limits,
     pub readiness: Readiness,
+    pub metrics: Metrics,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            readiness: Readiness::default(),
+            metrics: Metrics::new(Arc::new(Connections::default())),
+        }
+    }
 }
 
 /// The route a request matched; also the bounded label set for metrics.
@@ -84,15 +97,25 @@ pub enum Route {
     Greet,
     Healthz,
     Readyz,
+    Metrics,
     Unmatched,
 }
 
 impl Route {
+    pub const ALL: [Route; 5] = [
+        Self::Greet,
+        Self::Healthz,
+        Self::Readyz,
+        Self::Metrics,
+        Self::Unmatched,
+    ];
+
     pub fn of(path: &str) -> Self {
         match path {
             "/greet" => Self::Greet,
             "/healthz" => Self::Healthz,
             "/readyz" => Self::Readyz,
+            "/metrics" => Self::Metrics,
             _ => Self::Unmatched,
         }
     }
@@ -102,6 +125,7 @@ impl Route {
             Self::Greet => "/greet",
             Self::Healthz => "/healthz",
             Self::Readyz => "/readyz",
+            Self::Metrics => "/metrics",
             Self::Unmatched => "unmatched",
         }
     }
@@ -144,7 +168,17 @@ impl Handler for App {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Bytes::from_static(br#"{"status":"shutting down"}"#),
             ),
-            (Route::Healthz | Route::Readyz, false) => method_not_allowed("GET, HEAD"),
+            (Route::Metrics, true) => {
+                let mut response = Response::new(Body::new(Bytes::from(self.metrics.render())));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                );
+                response
+            }
+            (Route::Healthz | Route::Readyz | Route::Metrics, false) => {
+                method_not_allowed("GET, HEAD")
+            }
             (Route::Unmatched, _) => Problem::not_found().into_response(),
         }
     }

@@ -17,8 +17,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::connection::{self, Timeouts};
 use crate::routes::{Handler, Readiness};
+use crate::service::Service;
 
 /// Server-level settings (the handler has its own limits).
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +99,7 @@ pub struct ShutdownReport {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -116,17 +120,24 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS instead of plain HTTP on the same port.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Serves `handler` until `shutdown` resolves, then drains.
+    /// Serves `service` until `shutdown` resolves, then drains.
     pub async fn run<H: Handler>(
         self,
-        handler: Arc<H>,
+        service: Arc<Service<H>>,
         settings: Settings,
         readiness: Readiness,
         connections: Arc<Connections>,
@@ -135,7 +146,8 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let accepting = accept_loop(
             self.listener,
-            handler,
+            self.tls,
+            service,
             settings,
             connections.clone(),
             stop_rx,
@@ -170,7 +182,8 @@ impl Server {
 
 async fn accept_loop<H: Handler>(
     listener: TcpListener,
-    handler: Arc<H>,
+    tls: Option<TlsAcceptor>,
+    service: Arc<Service<H>>,
     settings: Settings,
     connections: Arc<Connections>,
     stop: watch::Receiver<bool>,
@@ -184,7 +197,7 @@ async fn accept_loop<H: Handler>(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => {
                 backoff = Duration::from_millis(5);
                 accepted
@@ -200,11 +213,29 @@ async fn accept_loop<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let guard = connections.opened(permit);
-        let handler = handler.clone();
+        let service = service.clone();
         let builder = builder.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
+        let timeouts = settings.timeouts;
         tokio::spawn(async move {
-            connection::serve(stream, handler, &builder, settings.timeouts, stop).await;
+            let peer = Some(peer);
+            match tls {
+                None => {
+                    connection::serve(stream, peer, service, &builder, timeouts, stop).await;
+                }
+                Some(tls) => {
+                    // The handshake is part of the head: same deadline.
+                    match tokio::time::timeout(timeouts.header, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            connection::serve(stream, peer, service, &builder, timeouts, stop)
+                                .await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(guard);
         });
     }

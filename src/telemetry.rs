@@ -1,6 +1,9 @@
 //! Logging: JSON lines on stdout by default (`timestamp`, `level`, `message` and the
 //! event's fields at the top level), or human-readable text with `LOG_FORMAT=text`.
 //!
+//! Inside a traced request's span (see [`crate::service`]) each JSON line carries the
+//! span and its `trace_id`.
+//!
 //! Panics are logged through the same pipeline (as one JSON line, without the panic
 //! payload reaching a client), because a default panic message on stderr would be
 //! invisible to a log shipper that reads stdout.
@@ -29,7 +32,7 @@ pub fn init(format: LogFormat, level: LogLevel) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
             .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),

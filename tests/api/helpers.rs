@@ -105,6 +105,11 @@ impl App {
         }
     }
 
+    /// True while the process is still running.
+    pub fn wait_exit_or_none(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     pub fn raw(&self) -> Raw {
         Raw::connect(self.addr)
     }

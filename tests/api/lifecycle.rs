@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use greeting_service::connection::Timeouts;
+use greeting_service::metrics::Metrics;
 use greeting_service::routes::{App as Routes, Handler, Readiness, Response};
 use greeting_service::server::{Connections, Server, Settings};
+use greeting_service::service::Service;
 use http::Request;
 
 use crate::helpers::{App, Conn, RawResponse};
@@ -161,11 +163,14 @@ async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
         },
         shutdown_timeout: Duration::from_secs(1),
     };
+    let connections = Arc::new(Connections::default());
+    let metrics = Metrics::new(connections.clone());
+    let service = Service::new(Panicky(Routes::default()), metrics.clone(), false);
     let running = tokio::spawn(server.run(
-        Arc::new(Panicky(Routes::default())),
+        Arc::new(service),
         settings,
         Readiness::default(),
-        Arc::new(Connections::default()),
+        connections,
         async {
             let _ = stop_rx.await;
         },
@@ -178,6 +183,12 @@ async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
         // Same connection, next request.
         assert_eq!(c.greet(r#"{"name":"John"}"#).await.status, 200);
     }
+    // Panics are counted like any other 500.
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"http_requests_total{route="unmatched",method="GET",status="500"} 2"#),
+        "{text}"
+    );
     let _ = stop_tx.send(());
     let report = running.await.unwrap();
     assert_eq!(report.cut, 0);

@@ -5,4 +5,5 @@ mod api;
 mod config;
 mod helpers;
 mod lifecycle;
+mod ops;
 mod protocol;

@@ -1,0 +1,393 @@
+//! Prometheus metrics, recorded without locks on the request path.
+//!
+//! `prometheus-client`'s `Family` looks series up in a map behind a lock and its
+//! `Histogram` takes a lock per observation. The request path here only does relaxed
+//! atomic adds into fixed arrays indexed by enums with bounded label values (route,
+//! method, status). On a scrape, [`Collector`] implementations turn those arrays into
+//! the text exposition through `prometheus-client`'s encoder, so the output format is
+//! the library's, not ours.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{Method, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::routes::Route;
+use crate::server::Connections;
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 413, 415, 431, 500, 503, 0];
+
+/// Upper bounds of the duration histogram, in seconds: tens of microseconds (a greeting
+/// takes a few) up to seconds (a slow client's body).
+pub const BUCKETS: [f64; 19] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+fn status_index(s: StatusCode) -> usize {
+    let code = s.as_u16();
+    STATUSES
+        .iter()
+        .position(|&c| c == code)
+        .unwrap_or(STATUSES.len() - 1)
+}
+
+/// A histogram of durations: non-cumulative bucket counts (the last is +Inf), sum
+/// in nanoseconds, all relaxed atomics.
+#[derive(Debug)]
+struct Histogram {
+    bounds_ns: [u64; BUCKETS.len()],
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            bounds_ns: BUCKETS.map(|s| (s * 1e9) as u64),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let ns = d.as_nanos().min(u64::MAX as u128) as u64;
+        let i = self
+            .bounds_ns
+            .iter()
+            .position(|&b| ns <= b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Per-bucket (not cumulative) counts, total count and sum in seconds: the
+    /// shape `prometheus-client`'s encoder takes (it accumulates the buckets).
+    fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut count = 0;
+        let mut out = Vec::with_capacity(BUCKETS.len() + 1);
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            let n = bucket.load(Ordering::Relaxed);
+            count += n;
+            out.push((BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (out, count, sum)
+    }
+}
+
+/// Request counts and durations.
+#[derive(Debug)]
+struct Requests {
+    counts: [[[AtomicU64; STATUSES.len()]; METHODS.len()]; Route::ALL.len()],
+    durations: [Histogram; Route::ALL.len()],
+}
+
+/// All of the service's metrics; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    requests: Arc<Requests>,
+    registry: Arc<Registry>,
+}
+
+impl Metrics {
+    pub fn new(connections: Arc<Connections>) -> Self {
+        let requests = Arc::new(Requests {
+            counts: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+            }),
+            durations: std::array::from_fn(|_| Histogram::new()),
+        });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(RequestCollector(requests.clone())));
+        registry.register_collector(Box::new(ConnectionCollector(connections)));
+        registry.register_collector(Box::new(ProcessCollector {
+            started: SystemTime::now(),
+        }));
+        Self {
+            requests,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Records one request: three relaxed atomic adds, no lock, no allocation.
+    pub fn record(&self, route: Route, method: &Method, status: StatusCode, took: Duration) {
+        self.requests.counts[route as usize][method_index(method)][status_index(status)]
+            .fetch_add(1, Ordering::Relaxed);
+        self.requests.durations[route as usize].observe(took);
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail; a collector that fails leaves a partial
+        // exposition, which Prometheus reports as a scrape error.
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct RequestCollector(Arc<Requests>);
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut family = encoder.encode_descriptor(
+                "http_requests",
+                "HTTP requests answered, by route, method and status",
+                None,
+                MetricType::Counter,
+            )?;
+            for route in Route::ALL {
+                for (m, method) in METHODS.iter().enumerate() {
+                    for (s, status) in STATUSES.iter().enumerate() {
+                        let n = self.0.counts[route as usize][m][s].load(Ordering::Relaxed);
+                        if n == 0 {
+                            continue;
+                        }
+                        let status = if *status == 0 {
+                            "other".to_owned()
+                        } else {
+                            status.to_string()
+                        };
+                        let labels = [
+                            ("route", route.as_str().to_owned()),
+                            ("method", (*method).to_owned()),
+                            ("status", status),
+                        ];
+                        ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "http_request_duration_seconds",
+            "Time from request head to response, by route",
+            None,
+            MetricType::Histogram,
+        )?;
+        for route in Route::ALL {
+            let (buckets, count, sum) = self.0.durations[route as usize].snapshot();
+            let labels = [("route", route.as_str().to_owned())];
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionCollector(Arc<Connections>);
+
+impl Collector for ConnectionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let open = ConstGauge::new(self.0.open() as i64);
+        open.encode(encoder.encode_descriptor(
+            "http_connections_open",
+            "Client connections currently open",
+            None,
+            open.metric_type(),
+        )?)?;
+        let total = ConstCounter::new(self.0.total());
+        total.encode(encoder.encode_descriptor(
+            "http_connections",
+            "Client connections accepted since start",
+            None,
+            total.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// Process metrics read from `/proc` on each scrape (Linux; elsewhere only the start
+/// time is exported).
+#[derive(Debug)]
+struct ProcessCollector {
+    started: SystemTime,
+}
+
+/// Linux reports CPU times in `USER_HZ` ticks, which the kernel ABI fixes at 100 on
+/// every mainstream architecture.
+const USER_HZ: f64 = 100.0;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(bytes) = resident_memory_bytes() {
+            let g = ConstGauge::new(bytes as i64);
+            g.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        if let Some(seconds) = cpu_seconds() {
+            let c = ConstCounter::new(seconds);
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        if let Some(fds) = open_fds() {
+            let g = ConstGauge::new(fds as i64);
+            g.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            let g = ConstGauge::new(hard.min(i64::MAX as u64) as i64);
+            g.encode(encoder.encode_descriptor(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        let start = self
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let g = ConstGauge::new(start);
+        g.encode(encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            None,
+            g.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_recorded_requests_and_histograms() {
+        let m = Metrics::new(Arc::new(Connections::default()));
+        m.record(
+            Route::Greet,
+            &Method::POST,
+            StatusCode::OK,
+            Duration::from_micros(20),
+        );
+        m.record(
+            Route::Greet,
+            &Method::POST,
+            StatusCode::OK,
+            Duration::from_millis(3),
+        );
+        m.record(
+            Route::Unmatched,
+            &Method::from_bytes(b"BREW").unwrap(),
+            StatusCode::IM_A_TEAPOT,
+            Duration::ZERO,
+        );
+        let text = m.render();
+        assert!(
+            text.contains(r#"http_requests_total{route="/greet",method="POST",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"http_requests_total{route="unmatched",method="OTHER",status="other"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_bucket{route="/greet",le="2.5e-05"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_bucket{route="/greet",le="+Inf"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_count{route="/greet"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE http_connections_open gauge"));
+        assert!(text.contains("http_connections_total 0"));
+        assert!(text.contains("process_resident_memory_bytes"));
+        assert!(text.contains("process_cpu_seconds_total"));
+        assert!(text.contains("process_open_fds"));
+    }
+
+    #[test]
+    fn histogram_buckets_count_each_observation_once() {
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_micros(30));
+        h.observe(Duration::from_secs(60));
+        let (buckets, count, sum) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], (0.00001, 1));
+        assert_eq!(buckets[2], (0.00005, 1));
+        assert_eq!(buckets.last().unwrap().1, 1);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
+        assert!(buckets.last().unwrap().0.is_infinite());
+        assert!((sum - 60.000035).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,139 @@
+//! W3C Trace Context (`traceparent`): keep the caller's trace id, answer with a new
+//! child span id, so our hop shows up in the caller's trace.
+//!
+//! `traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`; ids must be
+//! lowercase hex and not all zeros; version `ff` is invalid. An invalid header is
+//! ignored, as the specification asks.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+/// A valid incoming `traceparent`, borrowed from the request header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent<'a> {
+    trace_id: &'a str,
+    flags: &'a str,
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn all_zeros(s: &str) -> bool {
+    s.bytes().all(|b| b == b'0')
+}
+
+impl<'a> TraceParent<'a> {
+    pub fn parse(value: &'a HeaderValue) -> Option<Self> {
+        let s = value.to_str().ok()?;
+        let mut parts = s.split('-');
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        // Version 00 has exactly four fields; later versions may append more.
+        if version.len() != 2 || !is_lower_hex(version) || version == "ff" {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let valid = trace_id.len() == 32
+            && parent_id.len() == 16
+            && flags.len() == 2
+            && is_lower_hex(trace_id)
+            && is_lower_hex(parent_id)
+            && is_lower_hex(flags)
+            && !all_zeros(trace_id)
+            && !all_zeros(parent_id);
+        valid.then_some(Self { trace_id, flags })
+    }
+
+    pub fn trace_id(&self) -> &'a str {
+        self.trace_id
+    }
+
+    /// `00-<trace id>-<new span id>-<flags>` for the response.
+    pub fn child(&self) -> HeaderValue {
+        let mut out = Vec::with_capacity(55);
+        out.extend_from_slice(b"00-");
+        out.extend_from_slice(self.trace_id.as_bytes());
+        out.push(b'-');
+        let span = new_span_id();
+        for i in (0..16).rev() {
+            out.push(b"0123456789abcdef"[((span >> (4 * i)) & 0xf) as usize]);
+        }
+        out.push(b'-');
+        out.extend_from_slice(self.flags.as_bytes());
+        HeaderValue::from_maybe_shared(Bytes::from(out)).unwrap_or_else(|_| {
+            HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
+        })
+    }
+}
+
+/// A non-zero random span id from a per-thread xorshift generator seeded by the OS.
+fn new_span_id() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        loop {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x != 0 {
+                s.set(x);
+                return x;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_makes_a_child() {
+        let v = HeaderValue::from_static(VALID);
+        let tp = TraceParent::parse(&v).unwrap();
+        assert_eq!(tp.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let child = tp.child();
+        let child = child.to_str().unwrap();
+        assert_eq!(child.len(), 55);
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(child.ends_with("-01"));
+        assert_ne!(&child[36..52], "00f067aa0ba902b7");
+        assert!(TraceParent::parse(&HeaderValue::from_str(child).unwrap()).is_some());
+    }
+
+    #[test]
+    fn rejects_invalid() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(
+                TraceParent::parse(&HeaderValue::from_str(bad).unwrap()).is_none(),
+                "{bad}"
+            );
+        }
+        let future = HeaderValue::from_static(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        );
+        assert!(TraceParent::parse(&future).is_some());
+    }
+}
