@@ -268,6 +268,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers_beyond_64_bits_are_accepted_as_serde_json_does() {
+        let body = r#"{"big":11477770431750055370162176,"neg":-1e300,"tiny":1e-400,"name":"N"}"#;
+        assert_eq!(name_of(body), Ok(Some("N".into())));
+        // Beyond f64: refused, as serde_json does (RFC 8259 allows the limit).
+        assert!(matches!(
+            name_of(r#"{"x":1e400,"name":"N"}"#),
+            Err(JsonError::Syntax(_))
+        ));
+        assert!(serde_json::from_str::<serde_json::Value>(r#"{"x":1e400}"#).is_err());
+    }
+
+    #[test]
     fn last_duplicate_wins() {
         assert_eq!(name_of(r#"{"name":"a","name":"b"}"#), Ok(Some("b".into())));
     }
