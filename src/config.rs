@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, ValueEnum};
 
+use crate::server::Mode;
+
 /// A JSON greeting service on hyper: `POST /greet {"name":"John"}`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "greeting-service", version, about, max_term_width = 100)]
@@ -27,6 +29,12 @@ pub struct Config {
     /// Worker threads [default: CPUs available to the process, cgroup quota aware].
     #[arg(long, env = "WORKERS", value_parser = parse_nonzero)]
     pub workers: Option<NonZeroUsize>,
+
+    /// How connections are spread over the worker threads: `per-core` (one
+    /// single-threaded runtime and SO_REUSEPORT listener per worker) or
+    /// `multi-thread` (one work-stealing runtime, one listener).
+    #[arg(long, env = "RUNTIME", value_enum, default_value_t = Mode::PerCore)]
+    pub runtime: Mode,
 
     /// Request body limit in bytes; larger bodies get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value = "16384", value_parser = parse_nonzero)]
@@ -258,6 +266,7 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(!c.access_log);
         assert!(c.workers() >= 1);
+        assert_eq!(c.runtime, Mode::PerCore);
     }
 
     #[test]

@@ -4,14 +4,16 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use greeting_service::config::Config;
 use greeting_service::connection::Timeouts;
 use greeting_service::metrics::Metrics;
 use greeting_service::routes::{App, Limits, Readiness};
-use greeting_service::server::{Connections, Server, Settings};
+use greeting_service::server::{self, Connections, Mode, Server, Settings};
 use greeting_service::service::Service;
-use greeting_service::{shutdown, telemetry, tls};
+use greeting_service::shutdown::Signals;
+use greeting_service::{telemetry, tls};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -36,36 +38,24 @@ fn main() -> ExitCode {
         tracing::warn!(error = %e, "cannot raise the open file limit");
     }
     let workers = config.workers();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(serve(config, workers, tls));
-    // Connections still open after the drain deadline are cut here.
-    runtime.shutdown_timeout(std::time::Duration::ZERO);
-    code
-}
-
-async fn serve(config: Config, workers: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> ExitCode {
     let addr = SocketAddr::new(config.host, config.port);
-    let server = match Server::bind(addr) {
-        Ok(server) => match tls {
-            Some(acceptor) => server.with_tls(acceptor),
-            None => server,
-        },
+    let listeners = match config.runtime {
+        Mode::PerCore => workers,
+        Mode::MultiThread => 1,
+    };
+    let server = match Server::bind_many(addr, listeners) {
+        Ok(server) => server,
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot bind");
             eprintln!("greeting-service: cannot bind {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let server = match tls {
+        Some(acceptor) => server.with_tls(acceptor),
+        None => server,
+    };
+
     let readiness = Readiness::default();
     let connections = Arc::new(Connections::default());
     let metrics = Metrics::new(connections.clone());
@@ -78,6 +68,7 @@ async fn serve(config: Config, workers: usize, tls: Option<tokio_rustls::TlsAcce
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     };
+    let service = Arc::new(Service::new(app, metrics, config.access_log));
     let settings = Settings {
         max_connections: config.max_connections.get(),
         timeouts: Timeouts {
@@ -86,10 +77,34 @@ async fn serve(config: Config, workers: usize, tls: Option<tokio_rustls::TlsAcce
         },
         shutdown_timeout: config.shutdown_timeout,
     };
+    // The main thread's runtime, and the signal handlers installed in it before we
+    // announce that we listen.
+    let runtime = match config.runtime {
+        Mode::PerCore => server::current_thread_runtime(),
+        Mode::MultiThread => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build(),
+    };
+    let (runtime, signals) = match runtime.and_then(|rt| {
+        let signals = {
+            let _context = rt.enter();
+            Signals::install()?
+        };
+        Ok((rt, signals))
+    }) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         addr = %server.local_addr(),
         workers,
+        runtime = ?config.runtime,
         max_body_bytes = config.max_body_bytes.get(),
         max_name_chars = config.max_name_chars.get(),
         max_connections = config.max_connections.get(),
@@ -101,19 +116,38 @@ async fn serve(config: Config, workers: usize, tls: Option<tokio_rustls::TlsAcce
         tls = config.tls_cert.is_some(),
         "listening"
     );
-    let report = server
-        .run(
-            Arc::new(Service::new(app, metrics, config.access_log)),
+
+    let report = match config.runtime {
+        Mode::PerCore => server.run_per_core(
+            runtime,
+            service,
             settings,
             readiness,
             connections,
-            shutdown::signal(),
-        )
-        .await;
-    tracing::info!(
-        drained = report.drained,
-        cut = report.cut,
-        "shutdown complete"
-    );
-    ExitCode::SUCCESS
+            signals.recv(),
+        ),
+        Mode::MultiThread => {
+            // Spawned, so the accept loop runs on a worker thread like the
+            // connections, not on this one.
+            let run = server.run(service, settings, readiness, connections, signals.recv());
+            let report = runtime.block_on(runtime.spawn(run));
+            // Connections still open after the drain deadline are cut here.
+            runtime.shutdown_timeout(Duration::ZERO);
+            report.map_err(std::io::Error::other)
+        }
+    };
+    match report {
+        Ok(report) => {
+            tracing::info!(
+                drained = report.drained,
+                cut = report.cut,
+                "shutdown complete"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -17,6 +17,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
 use crate::connection::{self, Timeouts};
@@ -95,30 +97,74 @@ pub struct ShutdownReport {
     pub cut: usize,
 }
 
-/// A bound listener, ready to serve.
+/// How connections are spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// One current-thread runtime per worker thread, each with its own
+    /// `SO_REUSEPORT` listener: no work stealing, no cross-thread wake-ups; the
+    /// kernel spreads connections over the listeners.
+    PerCore,
+    /// One tokio multi-thread (work-stealing) runtime with `WORKERS` threads and
+    /// one listener: balances uneven connections, costs more per request.
+    MultiThread,
+}
+
+/// Bound listeners, ready to serve.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
 }
 
+/// One listening socket: `SO_REUSEADDR`, optionally `SO_REUSEPORT`, backlog 4096.
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // `::` serves IPv4 too, as people expect from "bind everything".
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
 impl Server {
-    /// Binds `addr` with `SO_REUSEADDR` and a deep accept backlog. Must be called
-    /// inside a tokio runtime.
+    /// Binds `addr` once, for one runtime (tests, [`Mode::MultiThread`]).
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            // `::` serves IPv4 too, as people expect from "bind everything".
-            let _ = socket.set_only_v6(false);
+        Self::bind_many(addr, 1)
+    }
+
+    /// Binds `count` listeners on `addr`; more than one share the port through
+    /// `SO_REUSEPORT` ([`Mode::PerCore`]). Port 0 picks one free port for all.
+    pub fn bind_many(addr: SocketAddr, count: usize) -> io::Result<Self> {
+        if count <= 1 {
+            let listener = listen(addr, false)?;
+            let local_addr = listener.local_addr()?;
+            return Ok(Self {
+                listeners: vec![listener],
+                local_addr,
+                tls: None,
+            });
         }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(4096)?;
-        let listener = TcpListener::from_std(socket.into())?;
-        let local_addr = listener.local_addr()?;
+        // SO_REUSEPORT would silently share a port that another process of the same
+        // user holds with it too: probe without it first so "in use" stays an error.
+        if addr.port() != 0 {
+            drop(listen(addr, false)?);
+        }
+        let first = listen(addr, true)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..count {
+            listeners.push(listen(local_addr, true)?);
+        }
         Ok(Self {
-            listener,
+            listeners,
             local_addr,
             tls: None,
         })
@@ -134,7 +180,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves `service` until `shutdown` resolves, then drains.
+    /// Serves `service` on the current tokio runtime until `shutdown` resolves,
+    /// then drains. Uses the first listener only.
     pub async fn run<H: Handler>(
         self,
         service: Arc<Service<H>>,
@@ -144,100 +191,246 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> ShutdownReport {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let accepting = accept_loop(
-            self.listener,
-            self.tls,
-            service,
-            settings,
-            connections.clone(),
-            stop_rx,
-        );
+        let accepting = async {
+            match self.listeners.into_iter().next().map(TcpListener::from_std) {
+                Some(Ok(listener)) => {
+                    let limit = Arc::new(Semaphore::new(settings.max_connections));
+                    let worker =
+                        Worker::new(listener, limit, self.tls, service, settings, &connections);
+                    worker.accept_loop(stop_rx).await;
+                }
+                Some(Err(e)) => tracing::error!(error = %e, "cannot register the listener"),
+                None => {}
+            }
+        };
         tokio::select! {
             () = accepting => {}
             () = shutdown => {}
         }
         // The accept loop (and with it the listener) is dropped here.
-        readiness.set_not_ready();
-        let open_at_start = connections.open();
-        tracing::info!(
-            open_connections = open_at_start,
-            "shutdown started; draining connections"
-        );
-        let _ = stop_tx.send(true);
-        let drained_in_time =
-            tokio::time::timeout(settings.shutdown_timeout, connections.all_closed())
-                .await
-                .is_ok();
-        let cut = if drained_in_time {
-            0
-        } else {
-            connections.open()
-        };
-        ShutdownReport {
-            drained: open_at_start.saturating_sub(cut),
-            cut,
+        drain(
+            &readiness,
+            &connections,
+            &stop_tx,
+            settings.shutdown_timeout,
+        )
+        .await
+    }
+
+    /// Serves with one current-thread runtime per listener: the calling thread runs
+    /// the first on `runtime` (a current-thread runtime, see
+    /// [`current_thread_runtime`]) and watches `shutdown`; one thread is started for
+    /// each other. Returns when all have drained or the deadline cut them.
+    pub fn run_per_core<H: Handler>(
+        self,
+        runtime: tokio::runtime::Runtime,
+        service: Arc<Service<H>>,
+        settings: Settings,
+        readiness: Readiness,
+        connections: Arc<Connections>,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<ShutdownReport> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (cut_tx, cut_rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(settings.max_connections));
+        let mut listeners = self.listeners.into_iter();
+        let first = listeners.next();
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.enumerate() {
+            let (service, connections, tls) =
+                (service.clone(), connections.clone(), self.tls.clone());
+            let limit = limit.clone();
+            let (stop_rx, mut cut_rx) = (stop_rx.clone(), cut_rx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("worker-{}", i + 1))
+                .spawn(move || -> io::Result<()> {
+                    let runtime = current_thread_runtime()?;
+                    runtime.block_on(async {
+                        let listener = TcpListener::from_std(listener)?;
+                        let worker =
+                            Worker::new(listener, limit, tls, service, settings, &connections);
+                        worker.serve_until(stop_rx).await;
+                        // Keep driving this runtime's connections while they drain.
+                        tokio::select! {
+                            () = connections.all_closed() => {}
+                            _ = cut_rx.changed() => {}
+                        }
+                        Ok(())
+                    })
+                    // Dropping the runtime cuts whatever is still open.
+                })?;
+            threads.push(thread);
         }
+        let report = runtime.block_on(async {
+            let accepting = async {
+                if let Some(listener) = first {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            Worker::new(listener, limit, self.tls, service, settings, &connections)
+                                .accept_loop(stop_rx)
+                                .await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot register the listener"),
+                    }
+                }
+            };
+            tokio::select! {
+                () = accepting => {}
+                () = shutdown => {}
+            }
+            drain(
+                &readiness,
+                &connections,
+                &stop_tx,
+                settings.shutdown_timeout,
+            )
+            .await
+        });
+        let _ = cut_tx.send(true);
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
+                Err(_) => tracing::error!("worker thread panicked"),
+            }
+        }
+        Ok(report)
     }
 }
 
-async fn accept_loop<H: Handler>(
+/// A runtime for one per-core worker.
+pub fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Shutdown after the listeners have closed: readiness off, connections told to
+/// finish, wait for them up to `deadline`, count what is left.
+async fn drain(
+    readiness: &Readiness,
+    connections: &Connections,
+    stop: &watch::Sender<bool>,
+    deadline: Duration,
+) -> ShutdownReport {
+    readiness.set_not_ready();
+    let open_at_start = connections.open();
+    tracing::info!(
+        open_connections = open_at_start,
+        "shutdown started; draining connections"
+    );
+    let _ = stop.send(true);
+    let drained_in_time = tokio::time::timeout(deadline, connections.all_closed())
+        .await
+        .is_ok();
+    let cut = if drained_in_time {
+        0
+    } else {
+        connections.open()
+    };
+    ShutdownReport {
+        drained: open_at_start.saturating_sub(cut),
+        cut,
+    }
+}
+
+/// One accept loop and what its connections share.
+struct Worker<H> {
     listener: TcpListener,
+    /// Shared by every worker: the cap is for the process.
+    limit: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
     service: Arc<Service<H>>,
     settings: Settings,
     connections: Arc<Connections>,
-    stop: watch::Receiver<bool>,
-) {
-    let builder = Arc::new(connection::builder());
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        // At the cap, wait for a connection to close instead of accepting (and
-        // without spinning): the kernel backlog holds new clients meanwhile.
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(5);
-                accepted
-            }
-            Err(e) if is_per_connection_error(&e) => continue,
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let guard = connections.opened(permit);
-        let service = service.clone();
-        let builder = builder.clone();
-        let stop = stop.clone();
-        let tls = tls.clone();
-        let timeouts = settings.timeouts;
-        tokio::spawn(async move {
-            let peer = Some(peer);
-            match tls {
-                None => {
-                    connection::serve(stream, peer, service, &builder, timeouts, stop).await;
+    builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl<H: Handler> Worker<H> {
+    fn new(
+        listener: TcpListener,
+        limit: Arc<Semaphore>,
+        tls: Option<TlsAcceptor>,
+        service: Arc<Service<H>>,
+        settings: Settings,
+        connections: &Arc<Connections>,
+    ) -> Self {
+        Self {
+            listener,
+            limit,
+            tls,
+            service,
+            settings,
+            connections: connections.clone(),
+            builder: Arc::new(connection::builder()),
+        }
+    }
+
+    /// Accepts until `stop` says so, then drops the listener.
+    async fn serve_until(self, mut stop: watch::Receiver<bool>) {
+        let watch = stop.clone();
+        tokio::select! {
+            () = self.accept_loop(watch) => {}
+            _ = stop.wait_for(|stopping| *stopping) => {}
+        }
+    }
+    async fn accept_loop(&self, stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => {
+                    backoff = Duration::from_millis(5);
+                    accepted
                 }
-                Some(tls) => {
-                    // The handshake is part of the head: same deadline.
-                    match tokio::time::timeout(timeouts.header, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            connection::serve(stream, peer, service, &builder, timeouts, stop)
-                                .await;
+                Err(e) if is_per_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            // At the cap, this worker holds the connection it just accepted and
+            // accepts nothing more until one closes (no spinning; the kernel backlog
+            // holds new clients meanwhile). Taking the permit after `accept` rather
+            // than before keeps an idle worker from sitting on a permit that another
+            // worker's waiting client needs (per-core mode has one listener each).
+            let permit = match self.limit.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => match self.limit.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let guard = self.connections.opened(permit);
+            let service = self.service.clone();
+            let builder = self.builder.clone();
+            let stop = stop.clone();
+            let tls = self.tls.clone();
+            let timeouts = self.settings.timeouts;
+            tokio::spawn(async move {
+                let peer = Some(peer);
+                match tls {
+                    None => {
+                        connection::serve(stream, peer, service, &builder, timeouts, stop).await;
+                    }
+                    Some(tls) => {
+                        // The handshake is part of the head: same deadline.
+                        match tokio::time::timeout(timeouts.header, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                connection::serve(stream, peer, service, &builder, timeouts, stop)
+                                    .await;
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-            }
-            drop(guard);
-        });
+                drop(guard);
+            });
+        }
     }
 }
 

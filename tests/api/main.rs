@@ -5,5 +5,6 @@ mod api;
 mod config;
 mod helpers;
 mod lifecycle;
+mod modes;
 mod ops;
 mod protocol;

@@ -283,7 +283,8 @@ fn healthz_on(raw: &mut Raw) -> u16 {
 
 #[test]
 fn connection_cap_stops_accepting_then_serves_again() {
-    let app = App::spawn_with(&[("MAX_CONNECTIONS", "50")]);
+    // One worker: one listener, so waiting connections are accepted in order.
+    let app = App::spawn_with(&[("MAX_CONNECTIONS", "50"), ("WORKERS", "1")]);
     let mut held: Vec<Raw> = (0..50).map(|_| app.raw()).collect();
     for raw in held.iter_mut() {
         assert_eq!(healthz_on(raw), 200);
@@ -313,6 +314,32 @@ fn connection_cap_stops_accepting_then_serves_again() {
     for raw in waiting[1..10].iter_mut() {
         assert_eq!(healthz_on(raw), 200);
     }
+}
+
+#[test]
+fn the_cap_is_for_the_process_not_per_worker() {
+    let app = App::spawn_with(&[("MAX_CONNECTIONS", "20"), ("WORKERS", "2")]);
+    let mut held: Vec<Raw> = (0..20).map(|_| app.raw()).collect();
+    for raw in held.iter_mut() {
+        assert_eq!(healthz_on(raw), 200);
+    }
+    let mut extra = app.raw();
+    extra
+        .0
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    extra.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(
+        std::io::Read::read(&mut extra.0, &mut buf).is_err(),
+        "21st connection served"
+    );
+    held.clear();
+    extra
+        .0
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(extra.read_responses(1)[0].status, 200);
 }
 
 #[test]
