@@ -1,5 +1,11 @@
-//! One client connection: HTTP/1.1 or h2c (detected by hyper-util's auto builder),
-//! with the deadlines hyper does not enforce on its own.
+//! One client connection: HTTP/1.1 or h2c, with the deadlines hyper does not enforce
+//! on its own.
+//!
+//! The protocol is told apart by peeking at the first bytes (`MSG_PEEK`, so nothing
+//! is consumed and no rewind buffer sits under every later read): the HTTP/2
+//! preface goes to hyper's HTTP/2 connection, anything else to HTTP/1. Over TLS,
+//! ALPN decides. Only when the first bytes are a strict prefix of the preface (a
+//! client that sent `PRI` and paused) does hyper-util's auto builder read on.
 //!
 //! hyper's HTTP/1 `header_read_timeout` is also armed while a keep-alive connection
 //! sits idle, so it cannot express both `HEADER_TIMEOUT` and `IDLE_TIMEOUT`; and the
@@ -27,6 +33,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -43,39 +52,77 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
-/// Builds the HTTP/1 + h2c connection builder with the protocol limits we rely on.
-pub fn builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Our own head/idle deadlines replace hyper's (see the module docs).
-        .header_read_timeout(None)
-        .keep_alive(true)
-        // Request heads over 64 KiB get 431 (the contract's limit).
-        .max_buf_size(64 * 1024)
-        .pipeline_flush(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024)
-        // Rapid reset (CVE-2023-44487) and error-reset floods: bounded explicitly.
-        .max_pending_accept_reset_streams(Some(50))
-        .max_local_error_reset_streams(Some(256))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
+/// hyper's connection builders, configured once per worker.
+pub struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// For the rare connection whose first bytes do not settle the protocol.
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// HTTP/1 options, applied to hyper's builder and to hyper-util's auto builder's
+/// (same methods, no common trait).
+macro_rules! http1_options {
+    ($builder:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            // Our own head/idle deadlines replace hyper's (see the module docs).
+            .header_read_timeout(None)
+            .keep_alive(true)
+            // Request heads over 64 KiB get 431 (the contract's limit).
+            .max_buf_size(64 * 1024)
+            .pipeline_flush(true)
+    };
+}
+
+/// HTTP/2 options, likewise.
+macro_rules! http2_options {
+    ($builder:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(64 * 1024)
+            // Rapid reset (CVE-2023-44487) and error-reset floods: bounded explicitly.
+            .max_pending_accept_reset_streams(Some(50))
+            .max_local_error_reset_streams(Some(256))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+    };
+}
+
+impl Protocols {
+    /// The builders with the protocol limits we rely on.
+    pub fn new() -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        http1_options!(auto.http1());
+        http2_options!(auto.http2());
+        let mut http1 = http1::Builder::new();
+        http1_options!(http1);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2_options!(http2);
+        Self { http1, http2, auto }
+    }
 }
 
 const HEAD: u8 = 0;
 const IDLE: u8 = 1;
 const BUSY: u8 = 2;
 
-/// Monotonic nanoseconds since the first call; fits the atomics below.
-fn now_nanos() -> u64 {
+/// Monotonic nanoseconds since a process-wide epoch; fits the atomics below.
+fn nanos_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let epoch = *EPOCH.get_or_init(|| t.checked_sub(Duration::from_secs(1)).unwrap_or(t));
+    t.saturating_duration_since(epoch).as_nanos() as u64
+}
+
+fn now_nanos() -> u64 {
+    nanos_at(Instant::now())
 }
 
 /// What a connection is doing, shared by its I/O wrapper, its service and its timer.
@@ -97,10 +144,10 @@ enum Verdict {
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(accepted: Instant) -> Self {
         Self {
             phase: AtomicU8::new(HEAD),
-            since: AtomicU64::new(now_nanos()),
+            since: AtomicU64::new(nanos_at(accepted)),
             in_flight: AtomicU32::new(0),
             http2: AtomicBool::new(false),
         }
@@ -216,26 +263,120 @@ pub enum Ended {
     IdleTimeout,
 }
 
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which hyper connection serves a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    /// The first bytes are a strict prefix of the HTTP/2 preface: undecided.
+    Undecided,
+}
+
+impl Protocol {
+    /// Classifies a connection by its first bytes.
+    pub fn from_first_bytes(first: &[u8]) -> Self {
+        if first.is_empty() || first != &PREFACE[..first.len().min(PREFACE.len())] {
+            Self::Http1
+        } else if first.len() >= PREFACE.len() {
+            Self::Http2
+        } else {
+            Self::Undecided
+        }
+    }
+
+    /// Peeks at a TCP connection's first bytes without consuming them.
+    pub async fn sniff(stream: &tokio::net::TcpStream) -> io::Result<Self> {
+        let mut first = [0u8; PREFACE.len()];
+        let n = stream.peek(&mut first).await?;
+        Ok(Self::from_first_bytes(&first[..n]))
+    }
+
+    /// The protocol a TLS handshake agreed on through ALPN.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => Self::Http2,
+            _ => Self::Http1,
+        }
+    }
+}
+
+/// A hyper connection future that can be asked to finish gracefully.
+trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+type Incoming = hyper::body::Incoming;
+
+impl<I, S, B> Graceful for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Graceful for auto::Connection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::Connection::graceful_shutdown(self);
+    }
+}
+
 /// Serves one connection until it closes, times out, or drains after `shutdown`.
+/// `accepted` is when the connection was accepted: the first head's deadline
+/// counts from there.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<I, H>(
     io: I,
+    protocol: Protocol,
+    accepted: Instant,
     peer: Option<std::net::SocketAddr>,
     service: Arc<Service<H>>,
-    builder: &auto::Builder<TokioExecutor>,
+    protocols: &Protocols,
     timeouts: Timeouts,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Ended
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(accepted));
     let io = TokioIo::new(Watched {
         inner: io,
         activity: activity.clone(),
     });
     let svc_activity = activity.clone();
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+    let svc = service_fn(move |req: http::Request<Incoming>| {
         let service = service.clone();
         svc_activity.request_started(req.version() == http::Version::HTTP_2);
         let in_flight = InFlight(svc_activity.clone());
@@ -245,25 +386,61 @@ where
             Ok::<_, Infallible>(response)
         }
     });
-    let conn = builder.serve_connection(io, svc);
+    match protocol {
+        Protocol::Http1 => {
+            let conn = protocols.http1.serve_connection(io, svc);
+            drive(conn, &activity, timeouts, shutdown).await
+        }
+        Protocol::Http2 => {
+            let conn = protocols.http2.serve_connection(io, svc);
+            drive(conn, &activity, timeouts, shutdown).await
+        }
+        Protocol::Undecided => {
+            let conn = protocols.auto.serve_connection(io, svc);
+            drive(conn, &activity, timeouts, shutdown).await
+        }
+    }
+}
+
+/// Polls `conn` to completion while enforcing the connection deadlines and the
+/// shutdown signal.
+async fn drive<C, E>(
+    conn: C,
+    activity: &Activity,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    C: Graceful + Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
-    let timer = tokio::time::sleep(timeouts.header);
+    let first = activity.verdict(&timeouts, now_nanos());
+    let timer = tokio::time::sleep(match first {
+        Verdict::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now_nanos())),
+        _ => Duration::ZERO,
+    });
     tokio::pin!(timer);
+    // Created once: polling a registered notification is cheaper than a new one
+    // on every wake-up of the connection.
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
     let mut draining = false;
     let mut ended = Ended::Closed;
     loop {
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return ended;
             }
-            _ = shutdown.changed(), if !draining => {
+            _ = stop.as_mut(), if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = &mut timer => {
+            () = timer.as_mut() => {
                 if draining {
                     // A graceful close that the peer did not complete in time.
                     return ended;
@@ -301,7 +478,7 @@ mod tests {
 
     #[test]
     fn head_then_idle_then_head_again() {
-        let a = Activity::new();
+        let a = Activity::new(Instant::now());
         let t0 = a.since.load(Ordering::Relaxed);
         assert_eq!(a.verdict(&T, t0 + 4 * S), Verdict::WaitUntil(t0 + 5 * S));
         assert_eq!(a.verdict(&T, t0 + 5 * S), Verdict::HeadTimedOut);
@@ -324,7 +501,7 @@ mod tests {
 
     #[test]
     fn http2_bytes_do_not_start_a_head_deadline() {
-        let a = Activity::new();
+        let a = Activity::new(Instant::now());
         a.request_started(true);
         a.request_finished();
         a.on_bytes_received();
@@ -338,7 +515,7 @@ mod tests {
 
     #[test]
     fn overlapping_requests_stay_busy_until_the_last_ends() {
-        let a = Activity::new();
+        let a = Activity::new(Instant::now());
         a.request_started(true);
         a.request_started(true);
         a.request_finished();

@@ -4,6 +4,9 @@
 //! [`crate::problem`] turns into a 400. A [`Name`] can only be built by
 //! [`Name::parse`], so holding one means the rules of the contract were checked.
 
+use bytes::Bytes;
+
+use crate::arena::{self, Sink};
 use crate::json::{self, JsonError, NameField};
 
 /// A trimmed name of 1..=`max_chars` Unicode scalar values with no control characters.
@@ -60,17 +63,19 @@ impl<'a> Name<'a> {
 const PREFIX: &[u8] = br#"{"message":"Hello, "#;
 const SUFFIX: &[u8] = br#"!"}"#;
 
-/// Writes `{"message":"Hello, <name>!"}` into one buffer sized up front.
-pub fn render(name: Name<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PREFIX.len() + json::max_escaped_len(name.0) + SUFFIX.len());
-    out.extend_from_slice(PREFIX);
-    json::write_escaped(&mut out, name.0);
-    out.extend_from_slice(SUFFIX);
-    out
+/// Writes `{"message":"Hello, <name>!"}` straight into the thread's output buffer
+/// (see [`crate::arena`]): no allocation of its own.
+pub fn render(name: Name<'_>) -> Bytes {
+    let max = PREFIX.len() + json::max_escaped_len(name.0) + SUFFIX.len();
+    arena::write(max, |out| {
+        out.put(PREFIX);
+        json::write_escaped(out, name.0);
+        out.put(SUFFIX);
+    })
 }
 
 /// Renders any string without validation (for tests and benches of the escaper).
-pub fn render_str(name: &str) -> Vec<u8> {
+pub fn render_str(name: &str) -> Bytes {
     render(Name(name))
 }
 
@@ -85,7 +90,7 @@ pub fn name_from_field(field: NameField<'_>, max_chars: usize) -> Result<Name<'_
 }
 
 /// The whole body-to-body step: parse, validate, render.
-pub fn greet(body: &[u8], max_chars: usize) -> Result<Vec<u8>, GreetError> {
+pub fn greet(body: &[u8], max_chars: usize) -> Result<Bytes, GreetError> {
     json::with_name(body, |field| {
         Ok(render(name_from_field(field?, max_chars)?))
     })
@@ -96,7 +101,7 @@ mod tests {
     use super::*;
 
     fn ok(body: &str) -> String {
-        String::from_utf8(greet(body.as_bytes(), 256).unwrap()).unwrap()
+        String::from_utf8(greet(body.as_bytes(), 256).unwrap().to_vec()).unwrap()
     }
 
     fn err(body: &str) -> GreetError {

@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
+use crate::arena::Sink;
+
 /// What a request body says about `name`, borrowed from the parse buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameField<'a> {
@@ -75,7 +77,29 @@ thread_local! {
 ///
 /// Duplicate `name` members: the last one wins, as in `JSON.parse`, Go's
 /// `encoding/json` and `serde_json::Value`.
+///
+/// Small bodies without escapes (up to [`SMALL_BODY`] bytes, no `\`) go through
+/// serde_json, everything else through simd-json. Measured in `benches/json.rs`
+/// (see the README): on `{"name":"John"}` simd-json's fixed cost (SIMD stages, tape)
+/// is larger than serde_json's whole parse even with reused buffers, but as soon as
+/// a string has escapes serde_json must allocate to unescape it, and on bodies with
+/// many members simd-json is faster. Both paths accept and reject the same
+/// documents (the property tests check each against serde_json's own `Value`).
 pub fn with_name<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+    if body.len() <= SMALL_BODY && !body.contains(&b'\\') {
+        with_name_serde(body, f)
+    } else {
+        with_name_simd(body, f)
+    }
+}
+
+/// Bodies up to this size are parsed with serde_json (see [`with_name`]). Small
+/// enough that no body at or under it can nest deeper than serde_json's recursion
+/// limit (128), so both parsers refuse exactly the same documents.
+pub const SMALL_BODY: usize = 128;
+
+/// The simd-json path of [`with_name`], for any size.
+pub fn with_name_simd<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
     // A re-entrant call (which the server never makes) gets fresh scratch space
     // instead of a `BorrowMutError` panic.
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -154,6 +178,228 @@ fn node_width(node: Option<&Node<'_>>) -> usize {
     }
 }
 
+/// The serde_json path of [`with_name`], for any size. `name` is borrowed from
+/// `body` unless it contains escapes, in which case serde_json unescapes it into
+/// a `String` (only then does a parse allocate).
+pub fn with_name_serde<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+    match serde_json::from_slice::<TopLevel<'_>>(body) {
+        Ok(TopLevel::NotObject) => f(Err(JsonError::NotObject)),
+        Ok(TopLevel::Object(field)) => match &field {
+            SerdeName::Str(s) => f(Ok(NameField::Str(s))),
+            SerdeName::Missing => f(Ok(NameField::Missing)),
+            SerdeName::Null => f(Ok(NameField::Null)),
+            SerdeName::NotString => f(Ok(NameField::NotString)),
+        },
+        Err(e) => f(Err(classify_serde_error(body, &e))),
+    }
+}
+
+#[cold]
+fn classify_serde_error(body: &[u8], e: &serde_json::Error) -> JsonError {
+    if std::str::from_utf8(body).is_err() {
+        return JsonError::InvalidUtf8;
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return JsonError::Empty;
+    }
+    // serde_json reports a 1-based line and column; turn them into a byte offset.
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(e.line().saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    JsonError::Syntax((line_start + e.column().saturating_sub(1)).min(body.len()))
+}
+
+/// What serde_json found at the top level.
+enum TopLevel<'a> {
+    Object(SerdeName<'a>),
+    NotObject,
+}
+
+/// The `name` member, borrowed when it has no escapes.
+enum SerdeName<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Missing,
+    Null,
+    NotString,
+}
+
+mod serde_impl {
+    //! Visitors that walk a document without building it. Unknown members and
+    //! non-object documents are skipped with [`Skip`], not serde's `Skip`:
+    //! serde_json skips an ignored number without checking its range, while
+    //! simd-json (and serde_json's own `Value`) refuse `1e400`; `Skip` goes through
+    //! `deserialize_any`, so numbers are parsed and both paths agree.
+
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::{SerdeName, TopLevel};
+
+    impl<'de> Deserialize<'de> for TopLevel<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(TopVisitor)
+        }
+    }
+
+    struct TopVisitor;
+
+    macro_rules! not_an_object {
+        ($($method:ident($ty:ty)),*) => {
+            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Ok(TopLevel::NotObject)
+            })*
+        };
+    }
+
+    impl<'de> Visitor<'de> for TopVisitor {
+        type Value = TopLevel<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        not_an_object!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(TopLevel::NotObject)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq).map(|()| TopLevel::NotObject)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut name = SerdeName::Missing;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == "name" {
+                    name = map.next_value::<SerdeName<'de>>()?;
+                } else {
+                    map.next_value::<Skip>()?;
+                }
+            }
+            Ok(TopLevel::Object(name))
+        }
+    }
+
+    /// Any JSON value, validated and dropped.
+    struct Skip;
+
+    impl<'de> Deserialize<'de> for Skip {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(SkipVisitor)
+        }
+    }
+
+    struct SkipVisitor;
+
+    macro_rules! skip {
+        ($($method:ident($ty:ty)),*) => {
+            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Ok(Skip)
+            })*
+        };
+    }
+
+    impl<'de> Visitor<'de> for SkipVisitor {
+        type Value = Skip;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        skip!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Skip)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq).map(|()| Skip)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map).map(|()| Skip)
+        }
+    }
+
+    fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(())
+    }
+
+    fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(())
+    }
+
+    impl<'de> Deserialize<'de> for SerdeName<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(NameVisitor)
+        }
+    }
+
+    struct NameVisitor;
+
+    macro_rules! not_a_string {
+        ($($method:ident($ty:ty)),*) => {
+            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Ok(SerdeName::NotString)
+            })*
+        };
+    }
+
+    impl<'de> Visitor<'de> for NameVisitor {
+        type Value = SerdeName<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        not_a_string!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64)
+        );
+
+        fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(SerdeName::Str(Cow::Borrowed(s)))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(SerdeName::Str(Cow::Owned(s.to_owned())))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(SerdeName::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq).map(|()| SerdeName::NotString)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map).map(|()| SerdeName::NotString)
+        }
+    }
+}
+
 /// For each ASCII byte, the escape it needs: 0 for none, `u` for `\u00XX`, or the
 /// character after the backslash for the short forms.
 static ESCAPE: [u8; 128] = {
@@ -192,7 +438,7 @@ pub fn max_escaped_len(s: &str) -> usize {
 }
 
 /// Appends `s` to `out` as the inside of a JSON string, HTML-safe.
-pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
+pub fn write_escaped(out: &mut impl Sink, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -207,8 +453,8 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
             // byte 0xE2 is always followed by two continuation bytes.
             let tail = (bytes.get(i + 1), bytes.get(i + 2));
             if let (Some(0x80), Some(&last @ (0xA8 | 0xA9))) = tail {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(if last == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                out.put(&bytes[start..i]);
+                out.put(if last == 0xA8 { b"\\u2028" } else { b"\\u2029" });
                 i += 3;
                 start = i;
             } else {
@@ -216,9 +462,9 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
             }
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
+        out.put(&bytes[start..i]);
         match ESCAPE[b as usize] {
-            b'u' => out.extend_from_slice(&[
+            b'u' => out.put(&[
                 b'\\',
                 b'u',
                 b'0',
@@ -226,20 +472,39 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
                 HEX[(b >> 4) as usize],
                 HEX[(b & 0xF) as usize],
             ]),
-            short => out.extend_from_slice(&[b'\\', short]),
+            short => out.put(&[b'\\', short]),
         }
         i += 1;
         start = i;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.put(&bytes[start..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Runs both parsers; they must agree, except on the offset of a syntax error.
+    fn both<R: PartialEq + std::fmt::Debug>(
+        body: &[u8],
+        f: impl Fn(Result<NameField<'_>, JsonError>) -> R,
+    ) -> R {
+        let simd = with_name_simd(body, &f);
+        let serde = with_name_serde(body, &f);
+        let syntax = |r: &R| format!("{r:?}").contains("Syntax");
+        if !(syntax(&simd) && syntax(&serde)) {
+            assert_eq!(
+                simd,
+                serde,
+                "paths disagree on {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        simd
+    }
+
     fn name_of(body: &str) -> Result<Option<String>, JsonError> {
-        with_name(body.as_bytes(), |r| {
+        both(body.as_bytes(), |r| {
             r.map(|f| match f {
                 NameField::Str(s) => Some(s.to_owned()),
                 _ => None,
@@ -286,7 +551,7 @@ mod tests {
 
     #[test]
     fn classifies_name_kinds() {
-        let kind = |b: &str| with_name(b.as_bytes(), |r| r.map(|f| format!("{f:?}")));
+        let kind = |b: &str| both(b.as_bytes(), |r| r.map(|f| format!("{f:?}")));
         assert_eq!(kind("{}").unwrap(), "Missing");
         assert_eq!(kind(r#"{"name":null}"#).unwrap(), "Null");
         assert_eq!(kind(r#"{"name":1}"#).unwrap(), "NotString");
@@ -308,7 +573,7 @@ mod tests {
             Err(JsonError::Syntax(_))
         ));
         assert_eq!(
-            with_name(b"{\"name\":\"\xff\"}", |r| r.map(|_| ())),
+            both(b"{\"name\":\"\xff\"}", |r| r.map(|_| ())),
             Err(JsonError::InvalidUtf8)
         );
     }

@@ -7,6 +7,7 @@
 //! [`problem`] answers with RFC 9457 problem details.
 #![forbid(unsafe_code)]
 
+pub mod arena;
 pub mod config;
 pub mod connection;
 pub mod greet;

@@ -5,9 +5,10 @@
 //! with `Content-Type: application/problem+json`. `detail` names the rule that failed
 //! and is always written through the JSON escaper, so it can never break the body.
 
-use std::fmt::Write as _;
-
+use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+
+use crate::arena::{self, Sink};
 
 use crate::greet::GreetError;
 use crate::json;
@@ -38,24 +39,30 @@ impl Problem {
         &self.detail
     }
 
-    /// The JSON body.
-    pub fn body(&self) -> Vec<u8> {
+    /// The JSON body, written into the thread's output buffer.
+    pub fn body(&self) -> Bytes {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let mut out = Vec::with_capacity(80 + title.len() + json::max_escaped_len(&self.detail));
-        out.extend_from_slice(br#"{"type":"about:blank","title":""#);
-        json::write_escaped(&mut out, title);
-        let mut status = String::with_capacity(32);
-        // Writing to a String cannot fail.
-        let _ = write!(status, r#"","status":{},"detail":""#, self.status.as_u16());
-        out.extend_from_slice(status.as_bytes());
-        json::write_escaped(&mut out, &self.detail);
-        out.extend_from_slice(br#""}"#);
-        out
+        let max = 80 + json::max_escaped_len(title) + json::max_escaped_len(&self.detail);
+        arena::write(max, |out| {
+            out.put(br#"{"type":"about:blank","title":""#);
+            json::write_escaped(out, title);
+            out.put(br#"","status":"#);
+            // A status code is always three digits.
+            let code = self.status.as_u16();
+            out.put(&[
+                b'0' + (code / 100) as u8,
+                b'0' + (code / 10 % 10) as u8,
+                b'0' + (code % 10) as u8,
+            ]);
+            out.put(br#","detail":""#);
+            json::write_escaped(out, &self.detail);
+            out.put(br#""}"#);
+        })
     }
 
     /// The full response; the server adds the headers every response carries.
     pub fn into_response(self) -> Response {
-        let mut response = Response::new(Body::from(self.body()));
+        let mut response = Response::new(Body::new(self.body()));
         *response.status_mut() = self.status;
         response
             .headers_mut()
@@ -119,7 +126,7 @@ mod tests {
     fn renders_rfc9457_body() {
         let p = Problem::from(GreetError::NameMissing);
         assert_eq!(
-            String::from_utf8(p.body()).unwrap(),
+            String::from_utf8(p.body().to_vec()).unwrap(),
             r#"{"type":"about:blank","title":"Bad Request","status":400,"detail":"name is required"}"#
         );
     }

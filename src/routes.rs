@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,30 +133,67 @@ impl Route {
 }
 
 impl Handler for App {
-    async fn handle<B>(&self, req: Request<B>) -> Response
+    /// Routing, header checks and every answer that needs no body happen before the
+    /// returned future is first polled; the future itself only holds the body while
+    /// it is read. That keeps the per-request future small (it is moved several times
+    /// on its way into hyper) and the common case free of timers.
+    fn handle<B>(&self, req: Request<B>) -> impl Future<Output = Response> + Send
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
+        let immediate = self.route(req);
+        async move {
+            match immediate {
+                Ok(response) => response,
+                Err(body) => self
+                    .greet(body)
+                    .await
+                    .unwrap_or_else(problem_closing_unread_body),
+            }
+        }
+    }
+}
+
+/// An error response; when the body was refused before it was read in full, the
+/// connection is closed instead of reading (and discarding) the rest. hyper drops
+/// this header on HTTP/2, where the stream is reset instead.
+fn problem_closing_unread_body(problem: Problem) -> Response {
+    let unread_body = matches!(
+        problem.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    );
+    let mut response = problem.into_response();
+    if unread_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+impl App {
+    /// Answers everything that needs no body; hands back the body of a `POST
+    /// /greet` that passed the header checks.
+    fn route<B>(&self, req: Request<B>) -> Result<Response, B>
+    where
+        B: HttpBody<Data = Bytes>,
+    {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
-        match (Route::of(req.uri().path()), get) {
+        Ok(match (Route::of(req.uri().path()), get) {
             (Route::Greet, _) if req.method() == Method::POST => {
-                self.greet(req).await.unwrap_or_else(|problem| {
-                    let unread_body = matches!(
-                        problem.status(),
-                        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-                    );
-                    let mut response = problem.into_response();
-                    if unread_body {
-                        // Part of the body is still on the wire: close instead of
-                        // reading (and discarding) the rest. hyper drops this
-                        // header on HTTP/2, where the stream is reset instead.
-                        response
-                            .headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    response
-                })
+                if !content_type_is_json(req.headers().get(header::CONTENT_TYPE)) {
+                    return Ok(Problem::unsupported_media_type().into_response());
+                }
+                let body = req.into_body();
+                let limit = self.limits.max_body_bytes;
+                // A declared length over the limit is refused before a byte is read.
+                if body.size_hint().lower() > limit as u64 {
+                    return Ok(problem_closing_unread_body(Problem::payload_too_large(
+                        limit,
+                    )));
+                }
+                return Err(body);
             }
             (Route::Greet, _) => method_not_allowed("POST"),
             (Route::Healthz, true) => {
@@ -180,28 +218,26 @@ impl Handler for App {
                 method_not_allowed("GET, HEAD")
             }
             (Route::Unmatched, _) => Problem::not_found().into_response(),
-        }
+        })
     }
-}
 
-impl App {
-    async fn greet<B>(&self, req: Request<B>) -> Result<Response, Problem>
+    /// Reads, parses, validates and answers a `POST /greet` body.
+    async fn greet<B>(&self, body: B) -> Result<Response, Problem>
     where
-        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B: HttpBody<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        if !content_type_is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(Problem::unsupported_media_type());
-        }
         let limit = self.limits.max_body_bytes;
-        let body = req.into_body();
-        // A declared length over the limit is refused before a byte of it is read.
-        if body.size_hint().lower() > limit as u64 {
-            return Err(Problem::payload_too_large(limit));
-        }
-        let collected = tokio::time::timeout(self.limits.body_timeout, read_body(body, limit))
-            .await
-            .map_err(|_| Problem::body_timeout())??;
+        let mut reading = std::pin::pin!(read_body(body, limit));
+        // Usually the whole body came with the head: then no timer is armed at all.
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+        let collected = match first_poll {
+            Poll::Ready(collected) => collected?,
+            // Boxed: the timer only takes space in requests that need it.
+            Poll::Pending => Box::pin(tokio::time::timeout(self.limits.body_timeout, reading))
+                .await
+                .map_err(|_| Problem::body_timeout())??,
+        };
         let rendered = greet::greet(collected.as_slice(), self.limits.max_name_chars)?;
         Ok(json(StatusCode::OK, rendered))
     }
@@ -211,6 +247,9 @@ impl App {
 /// an absent header is accepted too.
 pub fn content_type_is_json(value: Option<&HeaderValue>) -> bool {
     let Some(value) = value else { return true };
+    if value.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return true; // the common case, without parsing
+    }
     let Ok(value) = value.to_str() else {
         return false;
     };

@@ -11,17 +11,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection::{self, Timeouts};
+use crate::connection::{self, Protocol, Protocols, Timeouts};
 use crate::routes::{Handler, Readiness};
 use crate::service::Service;
 
@@ -118,7 +116,11 @@ pub struct Server {
 
 /// One listening socket: `SO_REUSEADDR`, optionally `SO_REUSEPORT`, backlog 4096.
 fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
     if reuse_port {
@@ -343,7 +345,7 @@ struct Worker<H> {
     service: Arc<Service<H>>,
     settings: Settings,
     connections: Arc<Connections>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -362,7 +364,7 @@ impl<H: Handler> Worker<H> {
             service,
             settings,
             connections: connections.clone(),
-            builder: Arc::new(connection::builder()),
+            protocols: Arc::new(Protocols::new()),
         }
     }
 
@@ -403,25 +405,43 @@ impl<H: Handler> Worker<H> {
                     Err(_) => return,
                 },
             };
+            let accepted = Instant::now();
             let _ = stream.set_nodelay(true);
             let guard = self.connections.opened(permit);
             let service = self.service.clone();
-            let builder = self.builder.clone();
+            let protocols = self.protocols.clone();
             let stop = stop.clone();
             let tls = self.tls.clone();
             let timeouts = self.settings.timeouts;
             tokio::spawn(async move {
                 let peer = Some(peer);
+                // The protocol must be known within the head deadline too.
+                let deadline = tokio::time::Instant::from_std(accepted + timeouts.header);
                 match tls {
-                    None => {
-                        connection::serve(stream, peer, service, &builder, timeouts, stop).await;
-                    }
+                    None => match tokio::time::timeout_at(deadline, Protocol::sniff(&stream)).await
+                    {
+                        Ok(Ok(protocol)) => {
+                            connection::serve(
+                                stream, protocol, accepted, peer, service, &protocols, timeouts,
+                                stop,
+                            )
+                            .await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "connection failed before a request")
+                        }
+                        Err(_) => tracing::debug!("no request bytes in time; closing"),
+                    },
                     Some(tls) => {
-                        // The handshake is part of the head: same deadline.
-                        match tokio::time::timeout(timeouts.header, tls.accept(stream)).await {
+                        match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
                             Ok(Ok(stream)) => {
-                                connection::serve(stream, peer, service, &builder, timeouts, stop)
-                                    .await;
+                                let protocol =
+                                    Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
+                                connection::serve(
+                                    stream, protocol, accepted, peer, service, &protocols,
+                                    timeouts, stop,
+                                )
+                                .await;
                             }
                             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),

@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body::Body as HttpBody;
 use tracing::Instrument as _;
 
+use crate::arena::{self, Sink};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::routes::{Handler, Response, Route};
@@ -143,12 +144,13 @@ pub fn fresh_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let start = *START.get_or_init(random_u64);
     let n = start.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let mut buf = [0u8; 16];
-    for (i, slot) in buf.iter_mut().enumerate() {
+    let mut hex = [0u8; 16];
+    for (i, slot) in hex.iter_mut().enumerate() {
         *slot = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&buf))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // Cut from the per-thread output buffer: no allocation per id.
+    let id = arena::write(hex.len(), |out| out.put(&hex));
+    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// std's `RandomState` is seeded from the OS; hashing nothing with it gives a

@@ -21,8 +21,19 @@ fn reference(body: &[u8]) -> Result<Option<Result<String, &'static str>>, ()> {
     }))
 }
 
-fn ours(body: &[u8]) -> Result<Option<Result<String, &'static str>>, ()> {
-    json::with_name(body, |r| match r {
+type Parser = fn(
+    &[u8],
+    fn(Result<NameField<'_>, JsonError>) -> Result<Option<Result<String, &'static str>>, ()>,
+) -> Result<Option<Result<String, &'static str>>, ()>;
+
+/// Both parsing paths, each on every body whatever its size.
+const PATHS: [(&str, Parser); 2] = [
+    ("simd-json", |b, f| json::with_name_simd(b, f)),
+    ("serde_json", |b, f| json::with_name_serde(b, f)),
+];
+
+fn ours(path: Parser, body: &[u8]) -> Result<Option<Result<String, &'static str>>, ()> {
+    path(body, |r| match r {
         Ok(NameField::Str(s)) => Ok(Some(Ok(s.to_owned()))),
         Ok(NameField::Missing) => Ok(Some(Err("missing"))),
         Ok(NameField::Null) => Ok(Some(Err("null"))),
@@ -106,8 +117,16 @@ proptest! {
     }
 
     #[test]
-    fn parser_agrees_with_serde_json(body in body()) {
-        prop_assert_eq!(ours(&body), reference(&body), "body: {:?}", String::from_utf8_lossy(&body));
+    fn both_parsers_agree_with_serde_json_value(body in body()) {
+        for (name, path) in PATHS {
+            prop_assert_eq!(
+                ours(path, &body),
+                reference(&body),
+                "{} on {:?}",
+                name,
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     #[test]

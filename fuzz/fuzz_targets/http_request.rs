@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
         let app = App::default();
         let metrics = app.metrics.clone();
         let service = Arc::new(Service::new(app, metrics, false));
-        let builder = connection::builder();
+        let protocols = connection::Protocols::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let timeouts = Timeouts {
@@ -36,7 +36,11 @@ fuzz_target!(|input: &[u8]| {
             idle: Duration::from_millis(50),
         };
         let serving = async {
-            connection::serve(server, None, service, &builder, timeouts, stop_rx).await;
+            // What the server's peek at the first bytes would decide.
+            let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)]);
+            let accepted = std::time::Instant::now();
+            connection::serve(server, protocol, accepted, None, service, &protocols, timeouts, stop_rx)
+                .await;
         };
         let talking = async {
             let (mut rd, mut wr) = tokio::io::split(client);

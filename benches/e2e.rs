@@ -1,0 +1,132 @@
+//! A real server on loopback driven by an in-process hyper client over keep-alive
+//! connections: 1 and 64 concurrent connections, HTTP/1.1 and h2c. The server runs
+//! on its own thread (one current-thread runtime, like one per-core worker); the
+//! client on another. Each iteration sends one request on every connection.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use greeting_service::connection::Timeouts;
+use greeting_service::routes::Readiness;
+use greeting_service::server::{Connections, Server, Settings};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn connect(addr: SocketAddr, h2: bool) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let io = TokioIo::new(stream);
+        if h2 {
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Self::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Self::H1(send)
+        }
+    }
+
+    async fn greet(&mut self) {
+        let req = http::Request::post("http://localhost/greet")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(common::TINY.as_bytes())))
+            .unwrap();
+        let resp = match self {
+            Self::H1(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            Self::H2(s) => {
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        };
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 26);
+    }
+}
+
+/// Starts the server on a thread of its own; returns its address.
+fn start_server() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            tx.send(server.local_addr()).unwrap();
+            let settings = Settings {
+                max_connections: 10_000,
+                timeouts: Timeouts {
+                    header: Duration::from_secs(5),
+                    idle: Duration::from_secs(60),
+                },
+                shutdown_timeout: Duration::from_secs(1),
+            };
+            server
+                .run(
+                    common::service(),
+                    settings,
+                    Readiness::default(),
+                    Arc::new(Connections::default()),
+                    std::future::pending(),
+                )
+                .await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let addr = start_server();
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("e2e");
+    group.sample_size(30);
+    for h2 in [false, true] {
+        for connections in [1usize, 64] {
+            let protocol = if h2 { "h2c" } else { "http1.1" };
+            let mut senders: Vec<Sender> = client.block_on(async {
+                let mut v = Vec::new();
+                for _ in 0..connections {
+                    v.push(Sender::connect(addr, h2).await);
+                }
+                v
+            });
+            group.throughput(Throughput::Elements(connections as u64));
+            group.bench_function(
+                BenchmarkId::new(protocol, format!("{connections} conns")),
+                |b| {
+                    b.iter(|| {
+                        client.block_on(futures_util::future::join_all(
+                            senders.iter_mut().map(Sender::greet),
+                        ))
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

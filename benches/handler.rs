@@ -1,0 +1,29 @@
+//! One whole request in process, bytes in to response out, no sockets: the service
+//! the server runs (request id, headers, metrics, routing, parse, validate, render)
+//! for success and each error class.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = common::service();
+    let mut group = c.benchmark_group("handler");
+    for (label, request, status) in common::request_classes() {
+        // Check once, outside the measurement, that the class is what it says.
+        let response = runtime.block_on(service.call(request.clone(), None));
+        assert_eq!(response.status().as_u16(), status, "{label}");
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.to_async(&runtime)
+                .iter(|| service.call(request.clone(), None))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,42 @@
+//! Parsing request bodies: our simd-json path (tape API, reused buffers) against
+//! serde_json (borrowed strings, the same skip-everything visitor), on the bodies
+//! the service sees. The server picks serde_json up to `json::SMALL_BODY` bytes and
+//! simd-json above, from these numbers.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use greeting_service::json::{self, NameField};
+
+fn name_len(r: Result<NameField<'_>, json::JsonError>) -> usize {
+    match r {
+        Ok(NameField::Str(s)) => s.len(),
+        _ => 0,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let bodies = [
+        ("tiny 15 B", common::TINY.to_owned()),
+        ("unicode 100 B", common::unicode_100()),
+        ("unknown fields 1 KB", common::unknown_1k()),
+        ("at limit 16 KB", common::at_limit()),
+    ];
+    let mut group = c.benchmark_group("json");
+    for (label, body) in &bodies {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("simd-json", label), body, |b, body| {
+            b.iter(|| json::with_name_simd(body.as_bytes(), name_len))
+        });
+        group.bench_with_input(BenchmarkId::new("serde_json", label), body, |b, body| {
+            b.iter(|| json::with_name_serde(body.as_bytes(), name_len))
+        });
+        group.bench_with_input(BenchmarkId::new("chosen", label), body, |b, body| {
+            b.iter(|| json::with_name(body.as_bytes(), name_len))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
