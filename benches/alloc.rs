@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     {
         group.bench_function(BenchmarkId::new(ALLOCATOR, label), |b| {
             b.to_async(&runtime)
-                .iter(|| service.call(request.clone(), None))
+                .iter(|| service.clone().call(request.clone(), None, ()))
         });
     }
     group.finish();

@@ -15,11 +15,11 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("handler");
     for (label, request, status) in common::request_classes() {
         // Check once, outside the measurement, that the class is what it says.
-        let response = runtime.block_on(service.call(request.clone(), None));
+        let response = runtime.block_on(service.clone().call(request.clone(), None, ()));
         assert_eq!(response.status().as_u16(), status, "{label}");
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.to_async(&runtime)
-                .iter(|| service.call(request.clone(), None))
+                .iter(|| service.clone().call(request.clone(), None, ()))
         });
     }
     group.finish();

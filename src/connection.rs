@@ -35,15 +35,17 @@ use std::time::{Duration, Instant};
 
 use std::future::Future;
 
+use futures_util::FutureExt as _;
+
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 
 use crate::routes::Handler;
 use crate::service::Service;
+use crate::shutdown::Drain;
 
 /// Deadlines and protocol limits for each connection.
 #[derive(Debug, Clone, Copy)]
@@ -364,7 +366,7 @@ pub async fn serve<I, H>(
     service: Arc<Service<H>>,
     protocols: &Protocols,
     timeouts: Timeouts,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Drain,
 ) -> Ended
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -377,14 +379,12 @@ where
     });
     let svc_activity = activity.clone();
     let svc = service_fn(move |req: http::Request<Incoming>| {
-        let service = service.clone();
         svc_activity.request_started(req.version() == http::Version::HTTP_2);
         let in_flight = InFlight(svc_activity.clone());
-        async move {
-            let response = service.call(req, peer).await;
-            drop(in_flight);
-            Ok::<_, Infallible>(response)
-        }
+        service
+            .clone()
+            .call(req, peer, in_flight)
+            .map(Ok::<_, Infallible>)
     });
     match protocol {
         Protocol::Http1 => {
@@ -404,12 +404,7 @@ where
 
 /// Polls `conn` to completion while enforcing the connection deadlines and the
 /// shutdown signal.
-async fn drive<C, E>(
-    conn: C,
-    activity: &Activity,
-    timeouts: Timeouts,
-    mut shutdown: watch::Receiver<bool>,
-) -> Ended
+async fn drive<C, E>(conn: C, activity: &Activity, timeouts: Timeouts, shutdown: Drain) -> Ended
 where
     C: Graceful + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -421,9 +416,7 @@ where
         _ => Duration::ZERO,
     });
     tokio::pin!(timer);
-    // Created once: polling a registered notification is cheaper than a new one
-    // on every wake-up of the connection.
-    let stop = shutdown.changed();
+    let stop = shutdown.draining();
     tokio::pin!(stop);
     let mut draining = false;
     let mut ended = Ended::Closed;

@@ -17,6 +17,8 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::shutdown::Drain;
+
 use tokio_rustls::TlsAcceptor;
 
 use crate::connection::{self, Protocol, Protocols, Timeouts};
@@ -192,14 +194,14 @@ impl Server {
         connections: Arc<Connections>,
         shutdown: impl Future<Output = ()>,
     ) -> ShutdownReport {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let drain = Drain::default();
         let accepting = async {
             match self.listeners.into_iter().next().map(TcpListener::from_std) {
                 Some(Ok(listener)) => {
                     let limit = Arc::new(Semaphore::new(settings.max_connections));
                     let worker =
                         Worker::new(listener, limit, self.tls, service, settings, &connections);
-                    worker.accept_loop(stop_rx).await;
+                    worker.accept_loop(&drain).await;
                 }
                 Some(Err(e)) => tracing::error!(error = %e, "cannot register the listener"),
                 None => {}
@@ -210,13 +212,7 @@ impl Server {
             () = shutdown => {}
         }
         // The accept loop (and with it the listener) is dropped here.
-        drain(
-            &readiness,
-            &connections,
-            &stop_tx,
-            settings.shutdown_timeout,
-        )
-        .await
+        drain_connections(&readiness, &connections, &drain, settings.shutdown_timeout).await
     }
 
     /// Serves with one current-thread runtime per listener: the calling thread runs
@@ -232,7 +228,7 @@ impl Server {
         connections: Arc<Connections>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<ShutdownReport> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let drain = Drain::default();
         let (cut_tx, cut_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(settings.max_connections));
         let mut listeners = self.listeners.into_iter();
@@ -242,7 +238,7 @@ impl Server {
             let (service, connections, tls) =
                 (service.clone(), connections.clone(), self.tls.clone());
             let limit = limit.clone();
-            let (stop_rx, mut cut_rx) = (stop_rx.clone(), cut_rx.clone());
+            let (drain, mut cut_rx) = (drain.clone(), cut_rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{}", i + 1))
                 .spawn(move || -> io::Result<()> {
@@ -251,7 +247,7 @@ impl Server {
                         let listener = TcpListener::from_std(listener)?;
                         let worker =
                             Worker::new(listener, limit, tls, service, settings, &connections);
-                        worker.serve_until(stop_rx).await;
+                        worker.serve_until(&drain).await;
                         // Keep driving this runtime's connections while they drain.
                         tokio::select! {
                             () = connections.all_closed() => {}
@@ -269,7 +265,7 @@ impl Server {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
                             Worker::new(listener, limit, self.tls, service, settings, &connections)
-                                .accept_loop(stop_rx)
+                                .accept_loop(&drain)
                                 .await;
                         }
                         Err(e) => tracing::error!(error = %e, "cannot register the listener"),
@@ -280,13 +276,7 @@ impl Server {
                 () = accepting => {}
                 () = shutdown => {}
             }
-            drain(
-                &readiness,
-                &connections,
-                &stop_tx,
-                settings.shutdown_timeout,
-            )
-            .await
+            drain_connections(&readiness, &connections, &drain, settings.shutdown_timeout).await
         });
         let _ = cut_tx.send(true);
         for thread in threads {
@@ -309,10 +299,10 @@ pub fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
 
 /// Shutdown after the listeners have closed: readiness off, connections told to
 /// finish, wait for them up to `deadline`, count what is left.
-async fn drain(
+async fn drain_connections(
     readiness: &Readiness,
     connections: &Connections,
-    stop: &watch::Sender<bool>,
+    drain: &Drain,
     deadline: Duration,
 ) -> ShutdownReport {
     readiness.set_not_ready();
@@ -321,7 +311,7 @@ async fn drain(
         open_connections = open_at_start,
         "shutdown started; draining connections"
     );
-    let _ = stop.send(true);
+    drain.start();
     let drained_in_time = tokio::time::timeout(deadline, connections.all_closed())
         .await
         .is_ok();
@@ -369,14 +359,13 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Accepts until `stop` says so, then drops the listener.
-    async fn serve_until(self, mut stop: watch::Receiver<bool>) {
-        let watch = stop.clone();
+    async fn serve_until(self, drain: &Drain) {
         tokio::select! {
-            () = self.accept_loop(watch) => {}
-            _ = stop.wait_for(|stopping| *stopping) => {}
+            () = self.accept_loop(drain) => {}
+            () = drain.draining() => {}
         }
     }
-    async fn accept_loop(&self, stop: watch::Receiver<bool>) {
+    async fn accept_loop(&self, drain: &Drain) {
         let mut backoff = Duration::from_millis(5);
         loop {
             let (stream, peer) = match self.listener.accept().await {
@@ -410,7 +399,7 @@ impl<H: Handler> Worker<H> {
             let guard = self.connections.opened(permit);
             let service = self.service.clone();
             let protocols = self.protocols.clone();
-            let stop = stop.clone();
+            let stop = drain.clone();
             let tls = self.tls.clone();
             let timeouts = self.settings.timeouts;
             tokio::spawn(async move {

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -50,8 +50,18 @@ impl<H: Handler> Service<H> {
         }
     }
 
-    /// Runs the handler on `req` and finishes the response.
-    pub async fn call<B>(&self, req: Request<B>, peer: Option<SocketAddr>) -> Response
+    /// Runs the handler on `req` and finishes the response. `guard` is dropped once
+    /// the response is ready (the connection uses it to track requests in flight).
+    ///
+    /// Takes `Arc<Self>` so the future owns what it needs and can go to hyper as
+    /// is, without another async block around it: each such layer moves the whole
+    /// request future once more.
+    pub async fn call<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+        _guard: impl Send,
+    ) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,

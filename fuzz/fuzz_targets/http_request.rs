@@ -30,7 +30,7 @@ fuzz_target!(|input: &[u8]| {
         let service = Arc::new(Service::new(app, metrics, false));
         let protocols = connection::Protocols::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx = greeting_service::shutdown::Drain::default();
         let timeouts = Timeouts {
             header: Duration::from_millis(50),
             idle: Duration::from_millis(50),
