@@ -32,6 +32,24 @@ pub enum GreetError {
     NameControl,
 }
 
+impl GreetError {
+    /// The detail text when it has no variable part, so an error response need not
+    /// format a `String` (a unit test keeps it equal to the `Display` text).
+    pub fn static_detail(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Json(JsonError::InvalidUtf8) => "body is not valid UTF-8",
+            Self::Json(JsonError::Empty) => "body is empty; expected a JSON object",
+            Self::Json(JsonError::NotObject) => "body must be a JSON object",
+            Self::NameMissing => "name is required",
+            Self::NameNull => "name must not be null",
+            Self::NameNotString => "name must be a string",
+            Self::NameEmpty => "name must not be empty",
+            Self::NameControl => "name must not contain control characters",
+            Self::Json(JsonError::Syntax(_)) | Self::NameTooLong(_) => return None,
+        })
+    }
+}
+
 /// U+0000–U+001F and U+007F–U+009F, the contract's control characters.
 fn is_control(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')

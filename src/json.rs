@@ -280,8 +280,8 @@ mod serde_impl {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut name = SerdeName::Missing;
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                if key == "name" {
+            while let Some(IsName(is_name)) = map.next_key::<IsName>()? {
+                if is_name {
                     name = map.next_value::<SerdeName<'de>>()?;
                 } else {
                     map.next_value::<Skip>()?;
@@ -346,6 +346,29 @@ mod serde_impl {
     fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
         while map.next_entry::<Skip, Skip>()?.is_some() {}
         Ok(())
+    }
+
+    /// A member name, compared with `"name"` without keeping (or allocating) it.
+    struct IsName(bool);
+
+    impl<'de> Deserialize<'de> for IsName {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(IsNameVisitor)
+        }
+    }
+
+    struct IsNameVisitor;
+
+    impl<'de> Visitor<'de> for IsNameVisitor {
+        type Value = IsName;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a member name")
+        }
+
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<IsName, E> {
+            Ok(IsName(key == "name"))
+        }
     }
 
     impl<'de> Deserialize<'de> for SerdeName<'de> {

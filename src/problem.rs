@@ -5,6 +5,8 @@
 //! with `Content-Type: application/problem+json`. `detail` names the rule that failed
 //! and is always written through the JSON escaper, so it can never break the body.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
@@ -114,7 +116,17 @@ impl Problem {
 
 impl From<GreetError> for Problem {
     fn from(e: GreetError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, e.to_string())
+        // Most details are fixed text: borrow it instead of formatting a String.
+        let detail: std::borrow::Cow<'static, str> = match e.static_detail() {
+            Some(text) => text.into(),
+            None => {
+                // One allocation of the right size, not a String grown while writing.
+                let mut text = String::with_capacity(48);
+                let _ = write!(text, "{e}");
+                text.into()
+            }
+        };
+        Self::new(StatusCode::BAD_REQUEST, detail)
     }
 }
 
@@ -129,6 +141,25 @@ mod tests {
             String::from_utf8(p.body().to_vec()).unwrap(),
             r#"{"type":"about:blank","title":"Bad Request","status":400,"detail":"name is required"}"#
         );
+    }
+
+    #[test]
+    fn static_details_match_the_display_text() {
+        use crate::json::JsonError;
+        for e in [
+            GreetError::NameMissing,
+            GreetError::NameNull,
+            GreetError::NameNotString,
+            GreetError::NameEmpty,
+            GreetError::NameControl,
+            GreetError::Json(JsonError::InvalidUtf8),
+            GreetError::Json(JsonError::Empty),
+            GreetError::Json(JsonError::NotObject),
+        ] {
+            assert_eq!(e.static_detail(), Some(e.to_string().as_str()));
+        }
+        assert_eq!(GreetError::NameTooLong(3).static_detail(), None);
+        assert_eq!(GreetError::Json(JsonError::Syntax(1)).static_detail(), None);
     }
 
     #[test]
