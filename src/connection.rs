@@ -386,6 +386,10 @@ where
             .call(req, peer, in_flight)
             .map(Ok::<_, Infallible>)
     });
+    // The HTTP/1 connection lives inline in the task; the HTTP/2 and undecided ones
+    // are boxed, so their (larger) state does not make every connection's task as
+    // large as theirs: a task is as big as its largest branch, and memory per idle
+    // connection is mostly the task and hyper's buffers.
     match protocol {
         Protocol::Http1 => {
             let conn = protocols.http1.serve_connection(io, svc);
@@ -393,11 +397,11 @@ where
         }
         Protocol::Http2 => {
             let conn = protocols.http2.serve_connection(io, svc);
-            drive(conn, &activity, timeouts, shutdown).await
+            Box::pin(drive(conn, &activity, timeouts, shutdown)).await
         }
         Protocol::Undecided => {
             let conn = protocols.auto.serve_connection(io, svc);
-            drive(conn, &activity, timeouts, shutdown).await
+            Box::pin(drive(conn, &activity, timeouts, shutdown)).await
         }
     }
 }

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Memory per idle keep-alive connection.
+
+Starts the binary on a loopback port (WORKERS=1), measures its resident memory, opens
+N connections (default 10,000) that each send one POST /greet and read the answer,
+then leaves them idle and measures again; prints the growth per connection and checks
+that requests on the idle connections are still served.
+
+    scripts/idle-connections.py [--bin target/release/greeting-service] [-n 10000]
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+REQUEST = (b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: 15\r\n\r\n{\"name\":\"John\"}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def read_response(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head.split(b" ")[1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default="target/release/greeting-service")
+    ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("--env", action="append", default=[], help="extra VAR=VALUE for the server")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.n + 1000)), hard))
+
+    env = dict(os.environ, PORT="0", HOST="127.0.0.1", WORKERS="1", LOG_LEVEL="info")
+    for kv in args.env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    server = subprocess.Popen([args.bin], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        addr = None
+        for line in server.stdout:
+            if '"listening"' in line:
+                addr = json.loads(line)["addr"]
+                break
+        host, port = addr.rsplit(":", 1)
+        port = int(port)
+        # Warm up: a few requests so lazily built state exists before the baseline.
+        for _ in range(20):
+            s = socket.create_connection((host, port))
+            s.sendall(REQUEST)
+            read_response(s)
+            s.close()
+        time.sleep(0.5)
+        before = rss_kib(server.pid)
+        conns = []
+        for i in range(args.n):
+            s = socket.create_connection((host, port))
+            s.sendall(REQUEST)
+            if read_response(s) != b"200":
+                raise SystemExit(f"connection {i}: not 200")
+            conns.append(s)
+        time.sleep(1.0)
+        after = rss_kib(server.pid)
+        served = 0
+        for s in conns[:: max(1, args.n // 1000)]:
+            s.sendall(REQUEST)
+            served += read_response(s) == b"200"
+        per = (after - before) / args.n
+        print(json.dumps({
+            "connections": args.n,
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "kib_per_idle_connection": round(per, 2),
+            "sampled_requests_served": served,
+        }))
+        for s in conns:
+            s.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
