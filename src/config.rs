@@ -18,6 +18,9 @@ use crate::server::Mode;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "greeting-service", version, about, max_term_width = 100)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TCP port to listen on; 0 picks a free one (the bound address is logged).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
@@ -86,6 +89,14 @@ pub struct Config {
     /// PEM private key; with TLS_CERT enables HTTPS.
     #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask the local server's /healthz (same PORT and HOST); exit 0 if it answers
+    /// 200, 1 otherwise. For container health checks without curl.
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,6 +11,7 @@ pub mod arena;
 pub mod config;
 pub mod connection;
 pub mod greet;
+pub mod healthcheck;
 pub mod json;
 pub mod metrics;
 pub mod problem;

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greeting_service::config::Config;
+use greeting_service::config::{Command, Config};
 use greeting_service::connection::Timeouts;
 use greeting_service::metrics::Metrics;
 use greeting_service::routes::{App, Limits, Readiness};
 use greeting_service::server::{self, Connections, Mode, Server, Settings};
 use greeting_service::service::Service;
 use greeting_service::shutdown::Signals;
-use greeting_service::{telemetry, tls};
+use greeting_service::{healthcheck, telemetry, tls};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -21,6 +21,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = Config::parse_or_exit();
+    if let Some(Command::Healthcheck) = config.command {
+        return match healthcheck::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("greeting-service healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Bad TLS files are bad configuration: exit 2 before binding.
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => match tls::acceptor(cert, key) {

@@ -125,3 +125,21 @@ fn binds_ipv6_when_asked() {
         .read_responses(1);
     assert_eq!(r[0].status, 200);
 }
+
+#[test]
+fn healthcheck_subcommand_reports_the_local_server() {
+    let app = App::spawn();
+    let port = app.addr.port().to_string();
+    let env = [("PORT", port.as_str()), ("HOST", "127.0.0.1")];
+    let out = run_to_exit(&["healthcheck"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    // HOST=0.0.0.0 (the default) asks loopback.
+    let out = run_to_exit(&["healthcheck"], &[("PORT", port.as_str())]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    drop(app);
+    let out = run_to_exit(&["healthcheck"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("healthcheck"), "{}", out.stderr);
+    let help = run_to_exit(&["--help"], &[]);
+    assert!(help.stdout.contains("healthcheck"), "{}", help.stdout);
+}
