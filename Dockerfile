@@ -15,6 +15,10 @@ FROM ${RUST_IMAGE} AS build
 # for fleets known to have it.
 ARG TARGET_CPU=x86-64
 WORKDIR /src
+# The image ships a stripped binary (the repository's profile keeps line tables for
+# profiling).
+ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
 # mimalloc and ring compile C: the musl C toolchain comes from Debian.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
