@@ -21,10 +21,7 @@ const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
 };
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let service = common::service();
     let mut group = c.benchmark_group("alloc");
     for (label, request, _) in common::request_classes()

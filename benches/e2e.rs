@@ -65,10 +65,7 @@ impl Sender {
 fn start_server() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = common::runtime();
         runtime.block_on(async {
             let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
             tx.send(server.local_addr()).unwrap();
@@ -96,10 +93,7 @@ fn start_server() -> SocketAddr {
 
 fn bench(c: &mut Criterion) {
     let addr = start_server();
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let client = common::runtime();
     let mut group = c.benchmark_group("e2e");
     group.sample_size(30);
     for h2 in [false, true] {

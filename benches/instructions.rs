@@ -10,10 +10,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let service = common::service();
     let request = common::post("/greet", Some("application/json"), common::TINY);
     runtime.block_on(async {

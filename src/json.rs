@@ -239,6 +239,15 @@ mod serde_impl {
 
     use super::{SerdeName, TopLevel};
 
+    /// Visitor methods that answer every listed scalar with the same value.
+    macro_rules! scalars_give {
+        ($value:expr; $($method:ident($ty:ty)),*) => {
+            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Ok($value)
+            })*
+        };
+    }
+
     impl<'de> Deserialize<'de> for TopLevel<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             d.deserialize_any(TopVisitor)
@@ -247,14 +256,6 @@ mod serde_impl {
 
     struct TopVisitor;
 
-    macro_rules! not_an_object {
-        ($($method:ident($ty:ty)),*) => {
-            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-                Ok(TopLevel::NotObject)
-            })*
-        };
-    }
-
     impl<'de> Visitor<'de> for TopVisitor {
         type Value = TopLevel<'de>;
 
@@ -262,7 +263,8 @@ mod serde_impl {
             f.write_str("a JSON value")
         }
 
-        not_an_object!(
+        scalars_give!(
+            TopLevel::NotObject;
             visit_bool(bool),
             visit_i64(i64),
             visit_u64(u64),
@@ -302,14 +304,6 @@ mod serde_impl {
 
     struct SkipVisitor;
 
-    macro_rules! skip {
-        ($($method:ident($ty:ty)),*) => {
-            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-                Ok(Skip)
-            })*
-        };
-    }
-
     impl<'de> Visitor<'de> for SkipVisitor {
         type Value = Skip;
 
@@ -317,7 +311,8 @@ mod serde_impl {
             f.write_str("a JSON value")
         }
 
-        skip!(
+        scalars_give!(
+            Skip;
             visit_bool(bool),
             visit_i64(i64),
             visit_u64(u64),
@@ -379,14 +374,6 @@ mod serde_impl {
 
     struct NameVisitor;
 
-    macro_rules! not_a_string {
-        ($($method:ident($ty:ty)),*) => {
-            $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-                Ok(SerdeName::NotString)
-            })*
-        };
-    }
-
     impl<'de> Visitor<'de> for NameVisitor {
         type Value = SerdeName<'de>;
 
@@ -394,7 +381,8 @@ mod serde_impl {
             f.write_str("a JSON value")
         }
 
-        not_a_string!(
+        scalars_give!(
+            SerdeName::NotString;
             visit_bool(bool),
             visit_i64(i64),
             visit_u64(u64),

@@ -42,6 +42,14 @@ pub fn at_limit() -> String {
     body
 }
 
+/// A current-thread runtime, like one per-core worker's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The service the server runs, in process.
 pub fn service() -> Arc<Service<App>> {
     let app = App::default();
