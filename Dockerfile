@@ -11,8 +11,9 @@ ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build
-# CPU baseline of the binary: the portable default; x86-64-v3 (AVX2) is an option
-# for fleets known to have it.
+# CPU baseline of the binary: the portable default. x86-64-v3 (AVX2, Haswell and
+# later) is an option for fleets known to have it: 4 % fewer user-space instructions
+# per request (14,312 against 14,902, scripts/perf-gate's server measurement).
 ARG TARGET_CPU=x86-64
 WORKDIR /src
 # The image ships a stripped binary (the repository's profile keeps line tables for
