@@ -511,6 +511,25 @@ mod tests {
     }
 
     #[test]
+    fn protocol_from_first_bytes() {
+        assert_eq!(
+            Protocol::from_first_bytes(b"GET / HTTP/1.1"),
+            Protocol::Http1
+        );
+        assert_eq!(Protocol::from_first_bytes(b"POST /greet"), Protocol::Http1);
+        assert_eq!(Protocol::from_first_bytes(b""), Protocol::Http1);
+        assert_eq!(Protocol::from_first_bytes(b"P"), Protocol::Undecided);
+        assert_eq!(
+            Protocol::from_first_bytes(b"PRI * HTTP/2.0\r\n"),
+            Protocol::Undecided
+        );
+        assert_eq!(Protocol::from_first_bytes(PREFACE), Protocol::Http2);
+        assert_eq!(Protocol::from_alpn(Some(b"h2")), Protocol::Http2);
+        assert_eq!(Protocol::from_alpn(Some(b"http/1.1")), Protocol::Http1);
+        assert_eq!(Protocol::from_alpn(None), Protocol::Http1);
+    }
+
+    #[test]
     fn overlapping_requests_stay_busy_until_the_last_ends() {
         let a = Activity::new(Instant::now());
         a.request_started(true);

@@ -201,3 +201,18 @@ fn oversized_heads_get_431_or_a_closed_connection() {
         .read_responses(1);
     assert_eq!(ok[0].status, 200);
 }
+
+#[test]
+fn a_request_whose_first_packet_is_a_prefix_of_the_http2_preface_is_still_served() {
+    let app = App::spawn();
+    let mut raw = app.raw();
+    // "P" could begin "PRI * HTTP/2.0": the server cannot decide from it and lets
+    // hyper-util's auto builder read on.
+    raw.send(b"P");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    raw.send(b"OST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n")
+        .send(GREET);
+    let r = raw.read_responses(1);
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].body, br#"{"message":"Hello, John!"}"#);
+}
