@@ -216,21 +216,30 @@ struct ConnectionCollector(Arc<Connections>);
 impl Collector for ConnectionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let open = ConstGauge::new(self.0.open() as i64);
-        open.encode(encoder.encode_descriptor(
+        single(
+            &mut encoder,
             "http_connections_open",
             "Client connections currently open",
-            None,
-            open.metric_type(),
-        )?)?;
+            &open,
+        )?;
         let total = ConstCounter::new(self.0.total());
-        total.encode(encoder.encode_descriptor(
+        single(
+            &mut encoder,
             "http_connections",
             "Client connections accepted since start",
-            None,
-            total.metric_type(),
-        )?)?;
-        Ok(())
+            &total,
+        )
     }
+}
+
+/// Encodes one metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// Process metrics read from `/proc` on each scrape (Linux; elsewhere only the start
@@ -246,55 +255,45 @@ const USER_HZ: f64 = 100.0;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
         if let Some(bytes) = resident_memory_bytes() {
-            let g = ConstGauge::new(bytes as i64);
-            g.encode(encoder.encode_descriptor(
+            let help = "Resident memory size in bytes";
+            single(
+                e,
                 "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                None,
-                g.metric_type(),
-            )?)?;
+                help,
+                &ConstGauge::new(bytes as i64),
+            )?;
         }
         if let Some(seconds) = cpu_seconds() {
-            let c = ConstCounter::new(seconds);
-            c.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds",
-                None,
-                c.metric_type(),
-            )?)?;
+            let help = "Total user and system CPU time spent in seconds";
+            single(e, "process_cpu_seconds", help, &ConstCounter::new(seconds))?;
         }
         if let Some(fds) = open_fds() {
-            let g = ConstGauge::new(fds as i64);
-            g.encode(encoder.encode_descriptor(
-                "process_open_fds",
-                "Number of open file descriptors",
-                None,
-                g.metric_type(),
-            )?)?;
+            let help = "Number of open file descriptors";
+            single(e, "process_open_fds", help, &ConstGauge::new(fds as i64))?;
         }
         if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-            let g = ConstGauge::new(hard.min(i64::MAX as u64) as i64);
-            g.encode(encoder.encode_descriptor(
+            let max = ConstGauge::new(hard.min(i64::MAX as u64) as i64);
+            single(
+                e,
                 "process_max_fds",
                 "Maximum number of open file descriptors",
-                None,
-                g.metric_type(),
-            )?)?;
+                &max,
+            )?;
         }
         let start = self
             .started
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let g = ConstGauge::new(start);
-        g.encode(encoder.encode_descriptor(
+        let help = "Start time of the process since the Unix epoch in seconds";
+        single(
+            e,
             "process_start_time_seconds",
-            "Start time of the process since the Unix epoch in seconds",
-            None,
-            g.metric_type(),
-        )?)?;
-        Ok(())
+            help,
+            &ConstGauge::new(start),
+        )
     }
 }
 
