@@ -257,14 +257,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// How a connection ended, for logs and the shutdown report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    Closed,
-    HeadTimeout,
-    IdleTimeout,
-}
-
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -367,8 +359,7 @@ pub async fn serve<I, H>(
     protocols: &Protocols,
     timeouts: Timeouts,
     shutdown: Drain,
-) -> Ended
-where
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -408,7 +399,7 @@ where
 
 /// Polls `conn` to completion while enforcing the connection deadlines and the
 /// shutdown signal.
-async fn drive<C, E>(conn: C, activity: &Activity, timeouts: Timeouts, shutdown: Drain) -> Ended
+async fn drive<C, E>(conn: C, activity: &Activity, timeouts: Timeouts, shutdown: Drain)
 where
     C: Graceful + Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -423,7 +414,6 @@ where
     let stop = shutdown.draining();
     tokio::pin!(stop);
     let mut draining = false;
-    let mut ended = Ended::Closed;
     loop {
         tokio::select! {
             biased;
@@ -431,7 +421,7 @@ where
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                return ended;
+                return;
             }
             _ = stop.as_mut(), if !draining => {
                 draining = true;
@@ -440,16 +430,15 @@ where
             () = timer.as_mut() => {
                 if draining {
                     // A graceful close that the peer did not complete in time.
-                    return ended;
+                    return;
                 }
                 match activity.verdict(&timeouts, now_nanos()) {
                     Verdict::HeadTimedOut => {
                         tracing::debug!("request head not received in time; closing");
-                        return Ended::HeadTimeout;
+                        return;
                     }
                     Verdict::IdleTimedOut => {
                         draining = true;
-                        ended = Ended::IdleTimeout;
                         conn.as_mut().graceful_shutdown();
                         timer.as_mut().reset(tokio::time::Instant::now() + timeouts.header);
                     }
