@@ -1,4 +1,13 @@
-# Shared helpers for the scripts in this folder. Source it; do not run it.
+# Shared helpers for the scripts in this repository. Source it; do not run it.
+#
+# Every tool a script needs is installed by the `need_*` helpers below when it is
+# missing *or at another version*: a pin is checked by version, not by the mere
+# presence of a command, so a warm machine cannot hide a pin a fresh one cannot meet.
+#   need_apt      Debian packages (as root; the release pins their versions)
+#   need_pip      PyPI packages, pinned, in the project's own virtual environment
+#                 (.tools/venv, ignored by git): a stock Debian or Ubuntu Python
+#                 refuses `pip install` into the system interpreter (PEP 668)
+#   need_cargo    crates' binaries, pinned, in ~/.cargo/bin
 
 # Prints a section header.
 section() { printf '\n== %s\n' "$*"; }
@@ -6,42 +15,109 @@ section() { printf '\n== %s\n' "$*"; }
 # Fails with a clear message.
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Installs Debian packages that are missing (by the command they provide).
-# Usage: need_apt COMMAND PACKAGE [COMMAND PACKAGE ...]
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Tools installed for this repository only (virtual environment, downloads).
+TOOLS_DIR=${TOOLS_DIR:-$REPO_ROOT/.tools}
+VENV=$TOOLS_DIR/venv
+
+# Installs Debian packages that are missing.
+# Usage: need_apt PACKAGE[:COMMAND] ...   (COMMAND, when given, must then be on PATH)
 need_apt() {
-    local missing=()
-    while [ $# -ge 2 ]; do
-        command -v "$1" >/dev/null 2>&1 || missing+=("$2")
-        shift 2
+    local missing=() spec pkg
+    for spec in "$@"; do
+        pkg=${spec%%:*}
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "installing Debian packages: ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        die "need ${missing[*]} (apt-get install -y ${missing[*]}) and not root"
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing Debian packages: ${missing[*]}"
+        [ "$(id -u)" -eq 0 ] || die "need ${missing[*]} (apt-get install -y ${missing[*]}) and not root"
+        if [ -z "${APT_UPDATED:-}" ]; then
+            apt-get update -qq >/dev/null || die "apt-get update failed"
+            APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || die "apt-get install ${missing[*]} failed"
     fi
-    if [ -z "${APT_UPDATED:-}" ]; then
-        apt-get update -qq >/dev/null || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
+    for spec in "$@"; do
+        case $spec in
+            *:*) command -v "${spec#*:}" >/dev/null 2>&1 || die "${spec%%:*} is installed but ${spec#*:} is not on PATH" ;;
+        esac
+    done
 }
 
-# Installs a pinned PyPI package when its command is missing.
-# Usage: need_pip COMMAND REQUIREMENT
+# Creates the project's virtual environment once and puts it first on PATH.
+need_venv() {
+    command -v python3 >/dev/null 2>&1 || need_apt python3
+    if [ ! -x "$VENV/bin/python" ]; then
+        # Debian's python3 lacks the venv module until python3-venv is installed.
+        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt python3-venv
+        echo "creating the virtual environment $VENV"
+        mkdir -p "$TOOLS_DIR"
+        python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null \
+            || die "cannot upgrade pip in $VENV"
+    fi
+    case ":$PATH:" in
+        *":$VENV/bin:"*) ;;
+        *) export PATH="$VENV/bin:$PATH" ;;
+    esac
+}
+
+# Installs pinned PyPI packages into the virtual environment unless that exact
+# version is already there.
+# Usage: need_pip NAME==VERSION ...   or   need_pip -r REQUIREMENTS_FILE (with hashes)
 need_pip() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    echo "installing $2 from PyPI"
-    python3 -m pip install -q --disable-pip-version-check "$2" || die "pip install $2 failed"
-    command -v "$1" >/dev/null 2>&1 || die "$2 installed but $1 is not on PATH"
+    need_venv
+    if [ "$1" = "-r" ]; then
+        local file=$2 req
+        # Every line NAME==VERSION [--hash=...] must be satisfied exactly.
+        while read -r req _; do
+            case $req in ""|\#*) continue ;; esac
+            pip_has "$req" || {
+                echo "installing $file from PyPI"
+                "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$file" \
+                    || die "pip install -r $file failed"
+                break
+            }
+        done <"$file"
+        return 0
+    fi
+    local want=() req
+    for req in "$@"; do
+        case $req in *==*) ;; *) die "need_pip: $req is not pinned (NAME==VERSION)" ;; esac
+        pip_has "$req" || want+=("$req")
+    done
+    [ ${#want[@]} -eq 0 ] && return 0
+    echo "installing from PyPI: ${want[*]}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${want[@]}" || die "pip install ${want[*]} failed"
+    for req in "${want[@]}"; do pip_has "$req" || die "$req did not install at that version"; done
 }
 
-# Installs a crate's binary when its command is missing (slow: cached in ~/.cargo/bin).
-# Usage: need_cargo COMMAND CRATE[@VERSION]
+# True when NAME==VERSION is installed in the virtual environment.
+pip_has() {
+    "$VENV/bin/python" - "$1" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+name, _, want = sys.argv[1].partition("==")
+try:
+    sys.exit(0 if version(name) == want else 1)
+except PackageNotFoundError:
+    sys.exit(1)
+PY
+}
+
+# Installs a crate's binary at a pinned version unless `COMMAND --version` already
+# reports it (slow the first time: the binary is cached in ~/.cargo/bin).
+# Usage: need_cargo COMMAND CRATE VERSION
 need_cargo() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    echo "installing $2 with cargo install (several minutes the first time)"
-    cargo install --locked -q "$2" || die "cargo install $2 failed"
+    local cmd=$1 crate=$2 version=$3
+    export PATH="$HOME/.cargo/bin:$PATH"
+    if command -v "$cmd" >/dev/null 2>&1 && "$cmd" --version 2>/dev/null | grep -qF " $version"; then
+        return 0
+    fi
+    echo "installing $crate $version with cargo install (several minutes the first time)"
+    cargo install --locked -q "$crate@$version" || die "cargo install $crate@$version failed"
+    "$cmd" --version 2>/dev/null | grep -qF " $version" || die "$cmd --version does not report $version"
 }
 
 # Starts BIN with PORT=0 plus the given environment, logging to FILE, and sets
@@ -53,7 +129,7 @@ start_server() {
     env PORT=0 HOST=127.0.0.1 "$@" "$bin" >"$log" 2>&1 &
     SERVER_PID=$!
     local i
-    for i in $(seq 1 200); do
+    for i in $(seq 1 400); do
         SERVER_ADDR=$(grep -o '"addr":"[^"]*"' "$log" 2>/dev/null | head -1 | cut -d'"' -f4 || true)
         [ -n "$SERVER_ADDR" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log"; die "$bin exited at start"; }
