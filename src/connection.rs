@@ -77,7 +77,7 @@ macro_rules! http1_options {
             // Our own head/idle deadlines replace hyper's (see the module docs).
             .header_read_timeout(None)
             .keep_alive(true)
-            // Request heads over 64 KiB get 431 (the contract's limit).
+            // Request heads over 64 KiB get 431 (the documented head limit).
             .max_buf_size(64 * 1024)
             .pipeline_flush(true)
     };

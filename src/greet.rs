@@ -50,7 +50,7 @@ impl GreetError {
     }
 }
 
-/// U+0000–U+001F and U+007F–U+009F, the contract's control characters.
+/// U+0000–U+001F and U+007F–U+009F, the control characters the rules refuse.
 fn is_control(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
 }

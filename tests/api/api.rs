@@ -1,4 +1,4 @@
-//! Contract section 1 (the API) and 2 (probes), over HTTP/1.1.
+//! The API (README: Using it, Errors) and the probes, over HTTP/1.1.
 
 use crate::helpers::{body_with_name, App, Conn};
 

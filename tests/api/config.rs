@@ -1,4 +1,4 @@
-//! Contract section 4: configuration through flags and variables.
+//! README, Configuration: flags and variables.
 
 use crate::helpers::{run_to_exit, App};
 

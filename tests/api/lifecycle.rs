@@ -1,4 +1,4 @@
-//! Contract section 5 (logs, shutdown, panics) and the connection deadlines.
+//! README, Lifecycle and logs (logs, shutdown, panics), and the connection deadlines.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Contract section 3: HTTP/1.0, keep-alive, pipelining, h2c, framing and smuggling.
+//! README, Protocols and connection rules: HTTP/1.0, keep-alive, pipelining, h2c,
+//! framing and smuggling.
 
 use crate::helpers::{body_with_name, App, Conn, RawResponse};
 
