@@ -6,14 +6,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use greeting_service::connection::Timeouts;
-use greeting_service::routes::Readiness;
-use greeting_service::server::{Connections, Server, Settings};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -61,38 +56,10 @@ impl Sender {
     }
 }
 
-/// Starts the server on a thread of its own; returns its address.
-fn start_server() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = common::runtime();
-        runtime.block_on(async {
-            let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            tx.send(server.local_addr()).unwrap();
-            let settings = Settings {
-                max_connections: 10_000,
-                timeouts: Timeouts {
-                    header: Duration::from_secs(5),
-                    idle: Duration::from_secs(60),
-                },
-                shutdown_timeout: Duration::from_secs(1),
-            };
-            server
-                .run(
-                    common::service(),
-                    settings,
-                    Readiness::default(),
-                    Arc::new(Connections::default()),
-                    std::future::pending(),
-                )
-                .await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 fn bench(c: &mut Criterion) {
-    let addr = start_server();
+    // The real server on its own thread (one per-core worker), for the whole run.
+    let server = common::InProcess::routes(1);
+    let addr = server.addr;
     let client = common::runtime();
     let mut group = c.benchmark_group("e2e");
     group.sample_size(30);
@@ -120,6 +87,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+    server.stop();
 }
 
 criterion_group!(benches, bench);

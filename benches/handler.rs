@@ -8,28 +8,28 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn bench(c: &mut Criterion) {
     let runtime = common::runtime();
-    let service = common::service();
+    let endpoint = common::endpoint();
     let mut group = c.benchmark_group("handler");
     for (label, request, status) in common::request_classes() {
         // Check once, outside the measurement, that the class is what it says.
-        let response = runtime.block_on(service.clone().call(request.clone(), None, ()));
+        let response = runtime.block_on(endpoint.clone().call(request.clone(), None, ()));
         assert_eq!(response.status().as_u16(), status, "{label}");
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.to_async(&runtime)
-                .iter(|| service.clone().call(request.clone(), None, ()))
+                .iter(|| endpoint.clone().call(request.clone(), None, ()))
         });
     }
     group.finish();
 
     // What recording a request in the metrics costs on its own (part of every
     // handler figure above): three relaxed atomic adds and a bucket search.
-    let metrics = greeting_service::metrics::Metrics::new(std::sync::Arc::new(
-        greeting_service::server::Connections::default(),
+    let metrics = greeting_service::base::metrics::Metrics::new(std::sync::Arc::new(
+        greeting_service::base::metrics::Connections::default(),
     ));
     c.bench_function("metrics/record", |b| {
         b.iter(|| {
             metrics.record(
-                greeting_service::routes::Route::Greet,
+                greeting_service::base::route::Route::Greet,
                 &http::Method::POST,
                 http::StatusCode::OK,
                 std::time::Duration::from_micros(7),

@@ -1,7 +1,7 @@
 //! Writing the response body: plain ASCII, names that need escaping, CJK and emoji.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use greeting_service::greet;
+use greeting_service::domain::greet;
 
 fn bench(c: &mut Criterion) {
     let names = [

@@ -10,9 +10,32 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
-use crate::server::Mode;
+/// The documented defaults, for code that needs them outside flag parsing.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const PORT: u16 = 8080;
+    pub const MAX_BODY_BYTES: usize = 16 * 1024;
+    pub const MAX_NAME_CHARS: usize = 256;
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// How connections are spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One current-thread runtime per worker thread, each with its own
+    /// `SO_REUSEPORT` listener: no work stealing, no cross-thread wake-ups; the
+    /// kernel spreads connections over the listeners.
+    PerCore,
+    /// One tokio multi-thread (work-stealing) runtime with `WORKERS` threads and
+    /// one listener: balances uneven connections, costs more per request.
+    MultiThread,
+}
 
 /// A JSON greeting service on hyper: `POST /greet {"name":"John"}`.
 #[derive(Debug, Clone, Parser)]
@@ -22,7 +45,7 @@ pub struct Config {
     pub command: Option<Command>,
 
     /// TCP port to listen on; 0 picks a free one (the bound address is logged).
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     pub port: u16,
 
     /// Address to bind (`::` for IPv6).
@@ -40,15 +63,15 @@ pub struct Config {
     pub runtime: Mode,
 
     /// Request body limit in bytes; larger bodies get 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value = "16384", value_parser = parse_nonzero)]
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = nonzero(defaults::MAX_BODY_BYTES), value_parser = parse_nonzero)]
     pub max_body_bytes: NonZeroUsize,
 
     /// Longest accepted name, in Unicode scalar values after trimming.
-    #[arg(long, env = "MAX_NAME_CHARS", default_value = "256", value_parser = parse_nonzero)]
+    #[arg(long, env = "MAX_NAME_CHARS", default_value_t = nonzero(defaults::MAX_NAME_CHARS), value_parser = parse_nonzero)]
     pub max_name_chars: NonZeroUsize,
 
     /// Open connections; past it the server stops accepting until one closes.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000", value_parser = parse_nonzero)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = nonzero(defaults::MAX_CONNECTIONS), value_parser = parse_nonzero)]
     pub max_connections: NonZeroUsize,
 
     /// A client must send its request head (and then its body) within this.
@@ -124,6 +147,10 @@ impl LogLevel {
             Self::Trace => "trace",
         }
     }
+}
+
+fn nonzero(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn parse_nonzero(s: &str) -> Result<NonZeroUsize, String> {
@@ -217,39 +244,52 @@ fn exit_on_error(e: &ConfigError) -> ! {
 }
 
 /// clap's message is several lines with usage hints; operators get one line that
-/// names the variable, the flag and the value.
+/// names the variable, the flag and the value, built from the error's kind and
+/// context (not from its text).
 fn one_line(e: &clap::Error) -> String {
-    let arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
     };
-    let value = match e.get(ContextKind::InvalidValue) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    match (arg, value) {
-        (Some(arg), Some(value)) => {
-            let flag = arg.split_whitespace().next().unwrap_or(&arg).to_owned();
-            let var = flag
-                .trim_start_matches('-')
-                .replace('-', "_")
-                .to_uppercase();
-            let reason = e
-                .to_string()
-                .lines()
-                .next()
-                .and_then(|l| l.rsplit_once(": ").map(|(_, r)| r.to_owned()))
-                .unwrap_or_default();
-            format!("invalid value {value:?} for {var} ({flag}): {reason}")
+    let args = context(ContextKind::InvalidArg);
+    let named: Vec<String> = args.iter().map(|a| setting_name(a)).collect();
+    match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let value = context(ContextKind::InvalidValue).join(" ");
+            let reason = match std::error::Error::source(e) {
+                Some(source) => source.to_string(),
+                None => format!(
+                    "expected one of: {}",
+                    context(ContextKind::ValidValue).join(", ")
+                ),
+            };
+            format!("invalid value {value:?} for {}: {reason}", named.join(", "))
         }
-        _ => e
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("invalid configuration")
-            .trim_start_matches("error: ")
-            .to_owned(),
+        ErrorKind::MissingRequiredArgument => {
+            format!("{} must be set as well", named.join(" and "))
+        }
+        kind => {
+            let what = kind.as_str().unwrap_or("invalid configuration");
+            match named.is_empty() {
+                true => what.to_owned(),
+                false => format!("{what}: {}", named.join(", ")),
+            }
+        }
+    }
+}
+
+/// `--port <PORT>` becomes `PORT (--port)`, from the argument's own definition.
+fn setting_name(arg: &str) -> String {
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    let env = Config::command()
+        .get_arguments()
+        .find(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    match env {
+        Some(env) => format!("{env} ({flag})"),
+        None => flag.to_owned(),
     }
 }
 
@@ -257,27 +297,64 @@ fn one_line(e: &clap::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Parses flags only: the command's variables are removed first, so what the
+    /// test process has in its environment cannot change the outcome.
     fn parse(args: &[&str]) -> Result<Config, String> {
-        Config::try_parse_from(std::iter::once("greeting-service").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())
+        use clap::FromArgMatches;
+        let cmd = Config::command().mut_args(|a| a.env(None));
+        let matches = cmd
+            .try_get_matches_from(std::iter::once("greeting-service").chain(args.iter().copied()))
+            .map_err(|e| ConfigError::Clap(e).to_string())?;
+        Config::from_arg_matches(&matches).map_err(|e| ConfigError::Clap(e).to_string())
+    }
+
+    /// The defaults as declared to clap, read without parsing the environment
+    /// (which the test process may have set).
+    fn declared_default(id: &str) -> String {
+        let cmd = Config::command();
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .unwrap_or_else(|| panic!("no argument {id}"));
+        let values: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        values.join(",")
     }
 
     #[test]
-    fn defaults_match_the_contract() {
-        let c = parse(&[]).unwrap();
-        assert_eq!(c.port, 8080);
-        assert_eq!(c.host.to_string(), "0.0.0.0");
-        assert_eq!(c.max_body_bytes.get(), 16384);
-        assert_eq!(c.max_name_chars.get(), 256);
-        assert_eq!(c.max_connections.get(), 10000);
-        assert_eq!(c.header_timeout, Duration::from_secs(5));
-        assert_eq!(c.idle_timeout, Duration::from_secs(60));
-        assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
-        assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.log_level, LogLevel::Info);
-        assert!(!c.access_log);
-        assert!(c.workers() >= 1);
-        assert_eq!(c.runtime, Mode::PerCore);
+    fn declared_defaults_are_the_documented_ones() {
+        for (id, expected) in [
+            ("port", "8080"),
+            ("host", "0.0.0.0"),
+            ("runtime", "per-core"),
+            ("max_body_bytes", "16384"),
+            ("max_name_chars", "256"),
+            ("max_connections", "10000"),
+            ("header_timeout", "5s"),
+            ("idle_timeout", "60s"),
+            ("shutdown_timeout", "10s"),
+            ("log_format", "json"),
+            ("log_level", "info"),
+            ("access_log", "false"),
+        ] {
+            assert_eq!(declared_default(id), expected, "{id}");
+        }
+        assert_eq!(
+            declared_default("workers"),
+            "",
+            "WORKERS defaults to the CPUs"
+        );
+        // The constants other modules use agree with what clap declares.
+        for (id, constant) in [
+            ("header_timeout", defaults::HEADER_TIMEOUT),
+            ("idle_timeout", defaults::IDLE_TIMEOUT),
+            ("shutdown_timeout", defaults::SHUTDOWN_TIMEOUT),
+        ] {
+            assert_eq!(parse_duration(&declared_default(id)), Ok(constant), "{id}");
+        }
     }
 
     #[test]
@@ -298,8 +375,17 @@ mod tests {
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.contains('\n'), "{e}");
-            assert!(e.contains(var) && e.contains(value), "{e}");
+            assert!(
+                e.starts_with(&format!("invalid value {value:?} for {var} (--")),
+                "{e}"
+            );
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let e = parse(&["--tls-cert", "cert.pem"]).unwrap_err();
+        assert_eq!(e, "TLS_KEY (--tls-key) must be set as well");
     }
 
     #[test]

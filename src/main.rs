@@ -4,16 +4,15 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use greeting_service::config::{Command, Config};
-use greeting_service::connection::Timeouts;
-use greeting_service::metrics::Metrics;
-use greeting_service::routes::{App, Limits, Readiness};
-use greeting_service::server::{self, Connections, Mode, Server, Settings};
-use greeting_service::service::Service;
-use greeting_service::shutdown::Signals;
-use greeting_service::{healthcheck, telemetry, tls};
+use greeting_service::base::metrics::{Connections, Metrics};
+use greeting_service::base::shutdown::{Readiness, Signals};
+use greeting_service::config::{Command, Config, Mode};
+use greeting_service::endpoint::Endpoint;
+use greeting_service::routes::{Limits, Routes};
+use greeting_service::server::connection::Timeouts;
+use greeting_service::server::{self, tls, Server, Settings};
+use greeting_service::{healthcheck, telemetry};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -52,7 +51,7 @@ fn main() -> ExitCode {
         Mode::PerCore => workers,
         Mode::MultiThread => 1,
     };
-    let server = match Server::bind_many(addr, listeners) {
+    let server = match Server::bind(addr, listeners) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot bind");
@@ -68,17 +67,15 @@ fn main() -> ExitCode {
     let readiness = Readiness::default();
     let connections = Arc::new(Connections::default());
     let metrics = Metrics::new(connections.clone());
-    let app = App {
-        limits: Limits {
-            max_body_bytes: config.max_body_bytes.get(),
-            max_name_chars: config.max_name_chars.get(),
-            body_timeout: config.header_timeout,
-        },
-        readiness: readiness.clone(),
-        metrics: metrics.clone(),
+    let limits = Limits {
+        max_body_bytes: config.max_body_bytes.get(),
+        max_name_chars: config.max_name_chars.get(),
+        body_timeout: config.header_timeout,
     };
-    let service = Arc::new(Service::new(app, metrics, config.access_log));
+    let routes = Routes::new(limits, readiness.clone(), metrics.clone());
+    let endpoint = Endpoint::new(routes, metrics, config.access_log);
     let settings = Settings {
+        mode: config.runtime,
         max_connections: config.max_connections.get(),
         timeouts: Timeouts {
             header: config.header_timeout,
@@ -88,20 +85,14 @@ fn main() -> ExitCode {
     };
     // The main thread's runtime, and the signal handlers installed in it before we
     // announce that we listen.
-    let runtime = match config.runtime {
-        Mode::PerCore => server::current_thread_runtime(),
-        Mode::MultiThread => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build(),
-    };
-    let (runtime, signals) = match runtime.and_then(|rt| {
+    let started = server::runtime(config.runtime, workers).and_then(|runtime| {
         let signals = {
-            let _context = rt.enter();
+            let _context = runtime.enter();
             Signals::install()?
         };
-        Ok((rt, signals))
-    }) {
+        Ok((runtime, signals))
+    });
+    let (runtime, signals) = match started {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -126,25 +117,14 @@ fn main() -> ExitCode {
         "listening"
     );
 
-    let report = match config.runtime {
-        Mode::PerCore => server.run_per_core(
-            runtime,
-            service,
-            settings,
-            readiness,
-            connections,
-            signals.recv(),
-        ),
-        Mode::MultiThread => {
-            // Spawned, so the accept loop runs on a worker thread like the
-            // connections, not on this one.
-            let run = server.run(service, settings, readiness, connections, signals.recv());
-            let report = runtime.block_on(runtime.spawn(run));
-            // Connections still open after the drain deadline are cut here.
-            runtime.shutdown_timeout(Duration::ZERO);
-            report.map_err(std::io::Error::other)
-        }
-    };
+    let report = server.run(
+        runtime,
+        endpoint,
+        settings,
+        readiness,
+        connections,
+        signals.recv(),
+    );
     match report {
         Ok(report) => {
             tracing::info!(

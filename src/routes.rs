@@ -1,59 +1,32 @@
-//! Routing on method and path, and the handlers behind each route.
+//! Routing on method and path, and the handlers behind each route: the greeting,
+//! the probes and the metrics exposition.
 //!
-//! [`App`] is the service's request handler. It is generic over the request body so
-//! that benches and tests can drive it in process with a `Full<Bytes>` body, while the
-//! server feeds it hyper's `Incoming`.
+//! [`Routes`] is the service's [`Handler`]. Routing, header checks and every answer
+//! that needs no body happen before the returned future is first polled; the future
+//! itself only holds the body while it is read.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
-use crate::greet;
-use crate::metrics::{self, Metrics};
-use crate::problem::Problem;
-use crate::server::Connections;
-
-/// Every response body is one buffer, written in full.
-pub type Body = Full<Bytes>;
-pub type Response = http::Response<Body>;
+use crate::base::metrics::{self, Metrics};
+use crate::base::route::Route;
+use crate::base::shutdown::Readiness;
+use crate::base::types::{self, Handler, Response};
+use crate::config::defaults;
+use crate::domain::greet;
+use crate::domain::problem::Problem;
 
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-
-/// Something that answers requests; the server adds the headers every response
-/// carries, the request id and panic recovery around it ([`crate::service`]).
-pub trait Handler: Send + Sync + 'static {
-    fn handle<B>(&self, req: Request<B>) -> impl Future<Output = Response> + Send
-    where
-        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: std::fmt::Display;
-}
-
-/// Whether the process accepts traffic: true until shutdown begins (`/readyz`).
-#[derive(Debug, Clone)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
-    }
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub fn set_not_ready(&self) {
-        self.0.store(false, Ordering::Relaxed);
-    }
-}
+static METRICS_TYPE: HeaderValue = HeaderValue::from_static(metrics::CONTENT_TYPE);
+static ALLOW_POST: HeaderValue = HeaderValue::from_static("POST");
+static ALLOW_GET: HeaderValue = HeaderValue::from_static("GET, HEAD");
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Limits applied to `POST /greet`.
 #[derive(Debug, Clone, Copy)]
@@ -65,157 +38,79 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The documented defaults (`MAX_BODY_BYTES`, `MAX_NAME_CHARS`, `HEADER_TIMEOUT`).
     fn default() -> Self {
         Self {
-            max_body_bytes: 16 * 1024,
-            max_name_chars: 256,
-            body_timeout: Duration::from_secs(5),
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            max_name_chars: defaults::MAX_NAME_CHARS,
+            body_timeout: defaults::HEADER_TIMEOUT,
         }
     }
 }
 
 /// The greeting service's routes.
 #[derive(Debug, Clone)]
-pub struct App {
-    pub limits: Limits,
-    pub readiness: Readiness,
-    pub metrics: Metrics,
+pub struct Routes {
+    limits: Limits,
+    readiness: Readiness,
+    metrics: Metrics,
 }
 
-impl Default for App {
-    fn default() -> Self {
+/// What routing decided before any body byte was read.
+enum Routed<B> {
+    /// The answer is known from the head alone.
+    Answered(Response),
+    /// A `POST /greet` that passed the header checks: its body is to be read.
+    Greet(B),
+}
+
+impl Routes {
+    pub fn new(limits: Limits, readiness: Readiness, metrics: Metrics) -> Self {
         Self {
-            limits: Limits::default(),
-            readiness: Readiness::default(),
-            metrics: Metrics::new(Arc::new(Connections::default())),
-        }
-    }
-}
-
-/// The route a request matched; also the bounded label set for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Greet,
-    Healthz,
-    Readyz,
-    Metrics,
-    Unmatched,
-}
-
-impl Route {
-    pub const ALL: [Route; 5] = [
-        Self::Greet,
-        Self::Healthz,
-        Self::Readyz,
-        Self::Metrics,
-        Self::Unmatched,
-    ];
-
-    pub fn of(path: &str) -> Self {
-        match path {
-            "/greet" => Self::Greet,
-            "/healthz" => Self::Healthz,
-            "/readyz" => Self::Readyz,
-            "/metrics" => Self::Metrics,
-            _ => Self::Unmatched,
+            limits,
+            readiness,
+            metrics,
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Greet => "/greet",
-            Self::Healthz => "/healthz",
-            Self::Readyz => "/readyz",
-            Self::Metrics => "/metrics",
-            Self::Unmatched => "unmatched",
-        }
-    }
-}
-
-impl Handler for App {
-    /// Routing, header checks and every answer that needs no body happen before the
-    /// returned future is first polled; the future itself only holds the body while
-    /// it is read. That keeps the per-request future small (it is moved several times
-    /// on its way into hyper) and the common case free of timers.
-    fn handle<B>(&self, req: Request<B>) -> impl Future<Output = Response> + Send
-    where
-        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: std::fmt::Display,
-    {
-        let immediate = self.route(req);
-        async move {
-            match immediate {
-                Ok(response) => response,
-                Err(body) => self
-                    .greet(body)
-                    .await
-                    .unwrap_or_else(problem_closing_unread_body),
-            }
-        }
-    }
-}
-
-/// An error response; when the body was refused before it was read in full, the
-/// connection is closed instead of reading (and discarding) the rest. hyper drops
-/// this header on HTTP/2, where the stream is reset instead.
-fn problem_closing_unread_body(problem: Problem) -> Response {
-    let unread_body = matches!(
-        problem.status(),
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-    );
-    let mut response = problem.into_response();
-    if unread_body {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
-impl App {
     /// Answers everything that needs no body; hands back the body of a `POST
     /// /greet` that passed the header checks.
-    fn route<B>(&self, req: Request<B>) -> Result<Response, B>
+    fn route<B>(&self, req: Request<B>) -> Routed<B>
     where
         B: HttpBody<Data = Bytes>,
     {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
-        Ok(match (Route::of(req.uri().path()), get) {
+        Routed::Answered(match (Route::of(req.uri().path()), get) {
             (Route::Greet, _) if req.method() == Method::POST => {
                 if !content_type_is_json(req.headers().get(header::CONTENT_TYPE)) {
-                    return Ok(Problem::unsupported_media_type().into_response());
+                    return Routed::Answered(Problem::unsupported_media_type().into_response());
                 }
                 let body = req.into_body();
                 let limit = self.limits.max_body_bytes;
                 // A declared length over the limit is refused before a byte is read.
                 if body.size_hint().lower() > limit as u64 {
-                    return Ok(problem_closing_unread_body(Problem::payload_too_large(
-                        limit,
-                    )));
+                    return Routed::Answered(problem_closing_unread_body(
+                        Problem::payload_too_large(limit),
+                    ));
                 }
-                return Err(body);
+                return Routed::Greet(body);
             }
-            (Route::Greet, _) => method_not_allowed("POST"),
-            (Route::Healthz, true) => {
-                json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
-            }
+            (Route::Greet, _) => with_allow(Problem::post_only(), &ALLOW_POST),
+            (Route::Healthz, true) => json(StatusCode::OK, br#"{"status":"ok"}"#),
             (Route::Readyz, true) if self.readiness.is_ready() => {
-                json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+                json(StatusCode::OK, br#"{"status":"ready"}"#)
             }
             (Route::Readyz, true) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Bytes::from_static(br#"{"status":"shutting down"}"#),
+                br#"{"status":"shutting down"}"#,
             ),
-            (Route::Metrics, true) => {
-                let mut response = Response::new(Body::new(Bytes::from(self.metrics.render())));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::CONTENT_TYPE),
-                );
-                response
-            }
+            (Route::Metrics, true) => types::response(
+                StatusCode::OK,
+                &METRICS_TYPE,
+                Bytes::from(self.metrics.render()),
+            ),
             (Route::Healthz | Route::Readyz | Route::Metrics, false) => {
-                method_not_allowed("GET, HEAD")
+                with_allow(Problem::get_only(), &ALLOW_GET)
             }
             (Route::Unmatched, _) => Problem::not_found().into_response(),
         })
@@ -239,8 +134,44 @@ impl App {
                 .map_err(|_| Problem::body_timeout())??,
         };
         let rendered = greet::greet(collected.as_slice(), self.limits.max_name_chars)?;
-        Ok(json(StatusCode::OK, rendered))
+        Ok(types::response(StatusCode::OK, &APPLICATION_JSON, rendered))
     }
+}
+
+impl Handler for Routes {
+    fn handle<B>(&self, req: Request<B>) -> impl Future<Output = Response> + Send
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let routed = self.route(req);
+        async move {
+            match routed {
+                Routed::Answered(response) => response,
+                Routed::Greet(body) => self
+                    .greet(body)
+                    .await
+                    .unwrap_or_else(problem_closing_unread_body),
+            }
+        }
+    }
+}
+
+/// An error response; when the body was refused before it was read in full, the
+/// connection is closed instead of reading (and discarding) the rest. hyper drops
+/// this header on HTTP/2, where the stream is reset instead.
+fn problem_closing_unread_body(problem: Problem) -> Response {
+    let unread_body = matches!(
+        problem.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    );
+    let mut response = problem.into_response();
+    if unread_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, CLOSE.clone());
+    }
+    response
 }
 
 /// `application/json` (any parameters) or `application/*+json`, case-insensitive;
@@ -266,20 +197,13 @@ pub fn content_type_is_json(value: Option<&HeaderValue>) -> bool {
             && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    let mut response = Response::new(Body::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
-    response
+fn json(status: StatusCode, body: &'static [u8]) -> Response {
+    types::response(status, &APPLICATION_JSON, Bytes::from_static(body))
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = Problem::method_not_allowed(allow).into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+fn with_allow(problem: Problem, allow: &HeaderValue) -> Response {
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::ALLOW, allow.clone());
     response
 }
 
@@ -352,12 +276,5 @@ mod tests {
         assert!(!ok("text/json"));
         assert!(!ok("json"));
         assert!(!ok(""));
-    }
-
-    #[test]
-    fn routes_are_a_bounded_label_set() {
-        assert_eq!(Route::of("/greet"), Route::Greet);
-        assert_eq!(Route::of("/greet/"), Route::Unmatched);
-        assert_eq!(Route::of("/x/y/z").as_str(), "unmatched");
     }
 }

@@ -1,7 +1,7 @@
 //! Logging: JSON lines on stdout by default (`timestamp`, `level`, `message` and the
 //! event's fields at the top level), or human-readable text with `LOG_FORMAT=text`.
 //!
-//! Inside a traced request's span (see [`crate::service`]) each JSON line carries the
+//! Inside a traced request's span (see [`crate::endpoint`]) each JSON line carries the
 //! span and its `trace_id`.
 //!
 //! Panics are logged through the same pipeline (as one JSON line, without the panic

@@ -5,11 +5,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+mod common;
 
 use bytes::Bytes;
-use greeting_service::routes::App;
-use greeting_service::service::Service;
 use http_body_util::Full;
 
 struct Counting;
@@ -63,9 +61,7 @@ fn allocations_per_request(method: &str, path: &str, body: &'static str, n: usiz
         .enable_all()
         .build()
         .unwrap();
-    let app = App::default();
-    let metrics = app.metrics.clone();
-    let service = Arc::new(Service::new(app, metrics, false));
+    let service = common::endpoint();
     runtime.block_on(async {
         for _ in 0..100 {
             service

@@ -1,13 +1,15 @@
-//! Inputs shared by the benches.
+//! Inputs shared by the benches, and the in-process builders the tests use too.
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use greeting_service::routes::App;
-use greeting_service::service::Service;
+use greeting_service::config::Mode;
 use http_body_util::Full;
+
+#[path = "../../tests/common/mod.rs"]
+mod support;
+#[allow(unused_imports)]
+pub use support::*;
 
 /// `{"name":"John"}`: the body every load test sends.
 pub const TINY: &str = r#"{"name":"John"}"#;
@@ -44,17 +46,7 @@ pub fn at_limit() -> String {
 
 /// A current-thread runtime, like one per-core worker's.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The service the server runs, in process.
-pub fn service() -> Arc<Service<App>> {
-    let app = App::default();
-    let metrics = app.metrics.clone();
-    Arc::new(Service::new(app, metrics, false))
+    greeting_service::server::runtime(Mode::PerCore, 1).unwrap()
 }
 
 pub fn post(path: &str, content_type: Option<&str>, body: &str) -> http::Request<Full<Bytes>> {

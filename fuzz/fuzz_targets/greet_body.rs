@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(out) = greeting_service::greet::greet(body, 256) {
+    if let Ok(out) = greeting_service::domain::greet::greet(body, 256) {
         let text = std::str::from_utf8(&out).expect("greeting is UTF-8");
         let v: serde_json::Value = serde_json::from_str(text).expect("greeting is JSON");
         let message = v["message"].as_str().expect("message is a string");

@@ -6,9 +6,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use greeting_service::connection::{self, Timeouts};
-use greeting_service::routes::App;
-use greeting_service::service::Service;
+use greeting_service::base::metrics::{Connections, Metrics};
+use greeting_service::base::shutdown::{Drain, Readiness};
+use greeting_service::endpoint::Endpoint;
+use greeting_service::routes::{Limits, Routes};
+use greeting_service::server::connection::{self, Builders, Timeouts};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,12 +27,12 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 fuzz_target!(|input: &[u8]| {
     let rt = runtime();
     rt.block_on(async {
-        let app = App::default();
-        let metrics = app.metrics.clone();
-        let service = Arc::new(Service::new(app, metrics, false));
-        let protocols = connection::Protocols::new();
+        let metrics = Metrics::new(Arc::new(Connections::default()));
+        let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone());
+        let endpoint = Arc::new(Endpoint::new(routes, metrics, false));
+        let builders = Builders::default();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let stop_rx = greeting_service::shutdown::Drain::default();
+        let drain = Drain::default();
         let timeouts = Timeouts {
             header: Duration::from_millis(50),
             idle: Duration::from_millis(50),
@@ -39,7 +41,7 @@ fuzz_target!(|input: &[u8]| {
             // What the server's peek at the first bytes would decide.
             let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)]);
             let accepted = std::time::Instant::now();
-            connection::serve(server, protocol, accepted, None, service, &protocols, timeouts, stop_rx)
+            connection::serve(server, protocol, accepted, None, endpoint, &builders, timeouts, drain)
                 .await;
         };
         let talking = async {

@@ -1,10 +1,10 @@
 //! The API (README: Using it, Errors) and the probes, over HTTP/1.1.
 
-use crate::helpers::{body_with_name, App, Conn};
+use crate::helpers::{body_with_name, Conn, TestServer};
 
 #[tokio::test]
 async fn greets_with_exact_body_and_headers() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let r = c.greet(r#"{"name":"John"}"#).await;
     assert_eq!(r.status, 200);
@@ -18,7 +18,7 @@ async fn greets_with_exact_body_and_headers() {
 
 #[tokio::test]
 async fn trims_and_escapes_names() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     for (name, expected) in [
         ("  John\t\n", r#"{"message":"Hello, John!"}"#),
@@ -44,7 +44,7 @@ async fn trims_and_escapes_names() {
 
 #[tokio::test]
 async fn ignores_unknown_fields() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let r = c
         .greet(r#"{"id":7,"name":"Ann","tags":["a",{"name":"x"}],"meta":{"name":null}}"#)
@@ -54,7 +54,7 @@ async fn ignores_unknown_fields() {
 
 #[tokio::test]
 async fn accepts_json_content_types_and_rejects_others() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let body = br#"{"name":"John"}"#;
     for ct in [
@@ -82,7 +82,7 @@ async fn accepts_json_content_types_and_rejects_others() {
 
 #[tokio::test]
 async fn validation_errors_are_400_problems_naming_the_rule() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let long = "x".repeat(257);
     for (body, detail) in [
@@ -114,7 +114,7 @@ async fn validation_errors_are_400_problems_naming_the_rule() {
 
 #[tokio::test]
 async fn malformed_json_reports_a_byte_offset_and_invalid_utf8_is_400() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     for body in [
         &br#"{"name":"John""#[..],
@@ -143,14 +143,14 @@ async fn malformed_json_reports_a_byte_offset_and_invalid_utf8_is_400() {
 
 #[tokio::test]
 async fn name_limit_counts_characters() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let r = c.greet(&body_with_name(&"é".repeat(256))).await;
     assert_eq!(r.status, 200);
     let r = c.greet(&body_with_name(&"é".repeat(257))).await;
     r.assert_problem(400);
 
-    let small = App::spawn_with(&[("MAX_NAME_CHARS", "3")]);
+    let small = TestServer::spawn_with(&[("MAX_NAME_CHARS", "3")]);
     let mut c = Conn::h1(small.addr).await;
     assert_eq!(c.greet(&body_with_name("Ann")).await.status, 200);
     let p = c.greet(&body_with_name("Anna")).await.assert_problem(400);
@@ -159,7 +159,7 @@ async fn name_limit_counts_characters() {
 
 #[tokio::test]
 async fn wrong_methods_and_paths() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         let r = c.request(method, "/greet").await;
@@ -179,7 +179,7 @@ async fn wrong_methods_and_paths() {
 
 #[tokio::test]
 async fn probes() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let r = c.get("/healthz").await;
     assert_eq!((r.status, r.text()), (200, r#"{"status":"ok"}"#));
@@ -193,7 +193,7 @@ async fn probes() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_when_valid_and_fresh_otherwise() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let with_id = |id: &str| {
         http::Request::post("/greet")
@@ -237,7 +237,7 @@ async fn request_ids_are_echoed_when_valid_and_fresh_otherwise() {
 
 #[tokio::test]
 async fn body_limit_edges() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     // Exactly 16384 bytes: a valid object padded with white space.
     let base = r#"{"name":"John"}"#;
@@ -250,7 +250,7 @@ async fn body_limit_edges() {
     let p = c.greet(&over).await.assert_problem(413);
     assert_eq!(p["detail"], "body is larger than 16384 bytes");
 
-    let small = App::spawn_with(&[("MAX_BODY_BYTES", "20")]);
+    let small = TestServer::spawn_with(&[("MAX_BODY_BYTES", "20")]);
     let mut c = Conn::h1(small.addr).await;
     assert_eq!(c.greet(r#"{"name":"John"}"#).await.status, 200);
     c = Conn::h1(small.addr).await;

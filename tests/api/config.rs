@@ -1,6 +1,6 @@
 //! README, Configuration: flags and variables.
 
-use crate::helpers::{run_to_exit, App};
+use crate::helpers::{run_to_exit, TestServer};
 
 #[test]
 fn bad_values_exit_2_with_one_line_naming_setting_and_value() {
@@ -54,7 +54,7 @@ fn flags_win_over_variables() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stderr.contains("WORKERS"));
     // And a good flag overrides a bad variable.
-    let app = App::spawn_args(
+    let app = TestServer::spawn_args(
         &["--port", "0", "--max-name-chars", "3"],
         &[("PORT", "abc"), ("MAX_NAME_CHARS", "100")],
     );
@@ -65,7 +65,7 @@ fn flags_win_over_variables() {
 
 #[test]
 fn port_in_use_exits_1_with_a_clear_message() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let port = app.addr.port().to_string();
     let out = run_to_exit(&[], &[("PORT", &port), ("HOST", "127.0.0.1")]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
@@ -117,7 +117,7 @@ fn binds_ipv6_when_asked() {
         eprintln!("no IPv6 loopback here; skipping");
         return;
     }
-    let app = App::spawn_with(&[("HOST", "::1")]);
+    let app = TestServer::spawn_with(&[("HOST", "::1")]);
     assert!(app.addr.is_ipv6());
     let r = app
         .raw()
@@ -128,7 +128,7 @@ fn binds_ipv6_when_asked() {
 
 #[test]
 fn healthcheck_subcommand_reports_the_local_server() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let port = app.addr.port().to_string();
     let env = [("PORT", port.as_str()), ("HOST", "127.0.0.1")];
     let out = run_to_exit(&["healthcheck"], &env);

@@ -13,13 +13,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 pub const BIN: &str = env!("CARGO_BIN_EXE_greeting-service");
 
 /// A running `greeting-service` on a free loopback port; killed on drop.
-pub struct App {
+pub struct TestServer {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
-impl App {
+impl TestServer {
     pub fn spawn() -> Self {
         Self::spawn_with(&[])
     }
@@ -30,7 +30,7 @@ impl App {
         Self::spawn_args(&[], env)
     }
 
-    /// Like [`App::spawn_with`], with command-line flags too.
+    /// Like [`TestServer::spawn_with`], with command-line flags too.
     pub fn spawn_args(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
@@ -115,7 +115,7 @@ impl App {
     }
 }
 
-impl Drop for App {
+impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

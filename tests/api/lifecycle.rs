@@ -1,21 +1,19 @@
 //! README, Lifecycle and logs (logs, shutdown, panics), and the connection deadlines.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use greeting_service::connection::Timeouts;
-use greeting_service::metrics::Metrics;
-use greeting_service::routes::{App as Routes, Handler, Readiness, Response};
-use greeting_service::server::{Connections, Server, Settings};
-use greeting_service::service::Service;
+use greeting_service::base::types::{Handler, Response};
+use greeting_service::routes::{Limits, Routes};
 use http::Request;
 
-use crate::helpers::{App, Conn, RawResponse};
+use crate::common::{parts, InProcess};
+
+use crate::helpers::{Conn, RawResponse, TestServer};
 
 #[test]
 fn logs_are_json_lines_with_startup_facts() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let line = app.wait_for_log("\"listening\"");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     for key in [
@@ -71,7 +69,7 @@ fn text_logs_for_people() {
 
 #[test]
 fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
-    let mut app = App::spawn();
+    let mut app = TestServer::spawn();
     let mut raw = app.raw();
     // Head and half the body: the request is in flight.
     raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"name\":");
@@ -96,7 +94,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
 
 #[test]
 fn sigint_also_drains_and_exits_0() {
-    let mut app = App::spawn();
+    let mut app = TestServer::spawn();
     app.signal("INT");
     assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
     assert!(app.logs().iter().any(|l| l.contains("SIGINT")));
@@ -104,7 +102,8 @@ fn sigint_also_drains_and_exits_0() {
 
 #[test]
 fn stuck_connections_are_cut_at_the_shutdown_deadline_and_counted() {
-    let mut app = App::spawn_with(&[("SHUTDOWN_TIMEOUT", "300ms"), ("HEADER_TIMEOUT", "60s")]);
+    let mut app =
+        TestServer::spawn_with(&[("SHUTDOWN_TIMEOUT", "300ms"), ("HEADER_TIMEOUT", "60s")]);
     let mut raw = app.raw();
     // A body that never completes keeps its request in flight.
     raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{");
@@ -117,24 +116,8 @@ fn stuck_connections_are_cut_at_the_shutdown_deadline_and_counted() {
     assert_eq!(v["cut"], 1, "{last}");
 }
 
-#[tokio::test]
-async fn readyz_turns_503_once_shutdown_begins() {
-    let readiness = Readiness::default();
-    let app = Routes {
-        readiness: readiness.clone(),
-        ..Routes::default()
-    };
-    let get = || {
-        Request::get("/readyz")
-            .body(http_body_util::Full::new(Bytes::new()))
-            .unwrap()
-    };
-    assert_eq!(app.handle(get()).await.status(), 200);
-    readiness.set_not_ready();
-    assert_eq!(app.handle(get()).await.status(), 503);
-}
-
 /// The real server with a handler that panics on `/panic`.
+#[derive(Clone)]
 struct Panicky(Routes);
 
 impl Handler for Panicky {
@@ -152,30 +135,10 @@ impl Handler for Panicky {
 
 #[tokio::test]
 async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
-    let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = server.local_addr();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = Settings {
-        max_connections: 100,
-        timeouts: Timeouts {
-            header: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        shutdown_timeout: Duration::from_secs(1),
-    };
-    let connections = Arc::new(Connections::default());
-    let metrics = Metrics::new(connections.clone());
-    let service = Service::new(Panicky(Routes::default()), metrics.clone(), false);
-    let running = tokio::spawn(server.run(
-        Arc::new(service),
-        settings,
-        Readiness::default(),
-        connections,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    for mut c in [Conn::h1(addr).await, Conn::h2(addr).await] {
+    let p = parts(Limits::default());
+    let metrics = p.metrics.clone();
+    let server = InProcess::start(Panicky(p.routes), p.metrics, p.connections, p.readiness, 1);
+    for mut c in [Conn::h1(server.addr).await, Conn::h2(server.addr).await] {
         let r = c.get("/panic").await;
         let p = r.assert_problem(500);
         assert!(!p["detail"].as_str().unwrap().contains("secret"));
@@ -189,14 +152,15 @@ async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
         text.contains(r#"http_requests_total{route="unmatched",method="GET",status="500"} 2"#),
         "{text}"
     );
-    let _ = stop_tx.send(());
-    let report = running.await.unwrap();
+    let report = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
     assert_eq!(report.cut, 0);
 }
 
 #[test]
 fn a_silent_client_is_cut_at_the_header_timeout() {
-    let app = App::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
+    let app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
     let mut raw = app.raw();
     let (bytes, closed) = raw.read_to_close();
     assert!(closed && bytes.is_empty());
@@ -204,7 +168,7 @@ fn a_silent_client_is_cut_at_the_header_timeout() {
 
 #[test]
 fn a_slowloris_head_is_cut_at_the_header_timeout() {
-    let app = App::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
+    let app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
     let mut raw = app.raw();
     let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut cut = false;
@@ -224,7 +188,7 @@ fn a_slowloris_head_is_cut_at_the_header_timeout() {
 
 #[test]
 fn idle_keep_alive_is_not_cut_at_the_header_timeout_but_at_the_idle_timeout() {
-    let app = App::spawn_with(&[("HEADER_TIMEOUT", "200ms"), ("IDLE_TIMEOUT", "1500ms")]);
+    let app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "200ms"), ("IDLE_TIMEOUT", "1500ms")]);
     let mut raw = app.raw();
     raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(raw.read_responses(1)[0].status, 200);
@@ -239,7 +203,7 @@ fn idle_keep_alive_is_not_cut_at_the_header_timeout_but_at_the_idle_timeout() {
 
 #[test]
 fn a_stalled_body_gets_408() {
-    let app = App::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
+    let app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "300ms")]);
     let mut raw = app.raw();
     raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"na");
     let (bytes, _) = raw.read_to_close();

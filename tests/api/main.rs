@@ -2,6 +2,8 @@
 //! One test binary with modules, to keep link times down.
 
 mod api;
+#[path = "../common/mod.rs"]
+mod common;
 mod config;
 mod helpers;
 mod lifecycle;

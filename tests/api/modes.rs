@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use crate::helpers::{App, Conn};
+use crate::helpers::{Conn, TestServer};
 
 fn scenario(runtime: &str, workers: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut app = App::spawn_with(&[("RUNTIME", runtime), ("WORKERS", workers)]);
+    let mut app = TestServer::spawn_with(&[("RUNTIME", runtime), ("WORKERS", workers)]);
     let line = app.wait_for_log("\"listening\"");
     assert!(line.contains(&format!(r#""workers":{workers}"#)), "{line}");
     rt.block_on(async {

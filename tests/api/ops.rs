@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::helpers::{run_to_exit, App, Conn, Raw, RawResponse};
+use crate::helpers::{run_to_exit, Conn, Raw, RawResponse, TestServer};
 
 /// Parses `name{labels} value` lines of the exposition into a lookup.
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -31,7 +31,7 @@ async fn scrape(c: &mut Conn) -> String {
 
 #[tokio::test]
 async fn metrics_move_by_exactly_the_requests_sent() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let before = scrape(&mut c).await;
     for _ in 0..7 {
@@ -65,7 +65,7 @@ async fn metrics_move_by_exactly_the_requests_sent() {
 
 #[tokio::test]
 async fn unknown_paths_share_one_label() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     for i in 0..100 {
         c.get(&format!("/random/{i}/{}", i * 7919))
@@ -90,7 +90,7 @@ async fn unknown_paths_share_one_label() {
 
 #[tokio::test]
 async fn access_log_has_one_structured_line_per_request_with_trace_id() {
-    let app = App::spawn_with(&[("ACCESS_LOG", "true")]);
+    let app = TestServer::spawn_with(&[("ACCESS_LOG", "true")]);
     let mut c = Conn::h1(app.addr).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let req = http::Request::post("/greet")
@@ -135,7 +135,7 @@ async fn access_log_has_one_structured_line_per_request_with_trace_id() {
 
 #[tokio::test]
 async fn no_access_log_by_default_and_invalid_traceparent_is_ignored() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     let req = http::Request::get("/healthz")
         .header("host", "x")
@@ -197,7 +197,7 @@ async fn tls_connect(
 async fn https_with_alpn_for_both_protocols_and_both_tls_versions() {
     let dir = temp_dir("tls");
     let (cert, key, der) = certificate(&dir);
-    let app = App::spawn_with(&[
+    let app = TestServer::spawn_with(&[
         ("TLS_CERT", cert.to_str().unwrap()),
         ("TLS_KEY", key.to_str().unwrap()),
     ]);
@@ -284,7 +284,7 @@ fn healthz_on(raw: &mut Raw) -> u16 {
 #[test]
 fn connection_cap_stops_accepting_then_serves_again() {
     // One worker: one listener, so waiting connections are accepted in order.
-    let app = App::spawn_with(&[("MAX_CONNECTIONS", "50"), ("WORKERS", "1")]);
+    let app = TestServer::spawn_with(&[("MAX_CONNECTIONS", "50"), ("WORKERS", "1")]);
     let mut held: Vec<Raw> = (0..50).map(|_| app.raw()).collect();
     for raw in held.iter_mut() {
         assert_eq!(healthz_on(raw), 200);
@@ -318,7 +318,7 @@ fn connection_cap_stops_accepting_then_serves_again() {
 
 #[test]
 fn the_cap_is_for_the_process_not_per_worker() {
-    let app = App::spawn_with(&[("MAX_CONNECTIONS", "20"), ("WORKERS", "2")]);
+    let app = TestServer::spawn_with(&[("MAX_CONNECTIONS", "20"), ("WORKERS", "2")]);
     let mut held: Vec<Raw> = (0..20).map(|_| app.raw()).collect();
     for raw in held.iter_mut() {
         assert_eq!(healthz_on(raw), 200);
@@ -345,7 +345,7 @@ fn the_cap_is_for_the_process_not_per_worker() {
 #[test]
 fn a_thousand_concurrent_keep_alive_connections_are_all_served() {
     let _ = rlimit::increase_nofile_limit(4096);
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut conns: Vec<Raw> = (0..1000).map(|_| app.raw()).collect();
     for raw in conns.iter_mut() {
         raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"name\":\"K\"}");
@@ -552,7 +552,7 @@ fn thousands_of_seeded_malformed_requests_never_get_a_5xx_or_crash() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_u64);
-    let mut app = App::spawn_with(&[("HEADER_TIMEOUT", "200ms")]);
+    let mut app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "200ms")]);
     let mut rng = Lcg(seed);
     for i in 0..3000 {
         let req = malformed_request(&mut rng);

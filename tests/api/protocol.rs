@@ -1,7 +1,7 @@
 //! README, Protocols and connection rules: HTTP/1.0, keep-alive, pipelining, h2c,
 //! framing and smuggling.
 
-use crate::helpers::{body_with_name, App, Conn, RawResponse};
+use crate::helpers::{body_with_name, Conn, RawResponse, TestServer};
 
 const GREET: &[u8] = br#"{"name":"John"}"#;
 
@@ -16,7 +16,7 @@ fn post(extra_headers: &str, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn http_1_0_is_served_and_closed() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let (bytes, closed) = app
         .raw()
         .send(b"POST /greet HTTP/1.0\r\nContent-Length: 15\r\n\r\n")
@@ -35,7 +35,7 @@ fn http_1_0_is_served_and_closed() {
 
 #[tokio::test]
 async fn hundred_requests_on_one_keep_alive_connection() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h1(app.addr).await;
     for i in 0..100 {
         let r = c.greet(&body_with_name(&format!("n{i}"))).await;
@@ -46,7 +46,7 @@ async fn hundred_requests_on_one_keep_alive_connection() {
 
 #[test]
 fn fifty_pipelined_requests_are_answered_in_order() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut all = Vec::new();
     for i in 0..50 {
         let body = body_with_name(&format!("p{i}"));
@@ -69,7 +69,7 @@ fn fifty_pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn h2c_with_prior_knowledge() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut c = Conn::h2(app.addr).await;
     for i in 0..20 {
         let r = c.greet(&body_with_name(&format!("h{i}"))).await;
@@ -87,7 +87,7 @@ async fn h2c_with_prior_knowledge() {
 
 #[test]
 fn chunked_bodies_are_read_and_limited_while_streaming() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let ok = app
         .raw()
         .send(&post(
@@ -118,7 +118,7 @@ fn chunked_bodies_are_read_and_limited_while_streaming() {
 
 #[test]
 fn huge_declared_length_is_refused_without_waiting_for_the_body() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut raw = app.raw();
     // The body is never sent: the answer must not wait for it.
     raw.send(&post("Content-Length: 10000000000\r\n", b""));
@@ -132,7 +132,7 @@ fn huge_declared_length_is_refused_without_waiting_for_the_body() {
 
 /// Every smuggling shape: at most one response, never a 200 for the smuggled
 /// request, and the connection is closed afterwards.
-fn assert_not_smuggled(app: &App, request: &[u8]) -> Vec<RawResponse> {
+fn assert_not_smuggled(app: &TestServer, request: &[u8]) -> Vec<RawResponse> {
     let mut raw = app.raw();
     raw.send(request);
     let (bytes, closed) = raw.read_to_close();
@@ -147,7 +147,7 @@ fn assert_not_smuggled(app: &App, request: &[u8]) -> Vec<RawResponse> {
 
 #[test]
 fn content_length_with_transfer_encoding_is_not_read_as_two_requests() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     // The chunked body hides a second request if Content-Length were used.
     let smuggled = b"f\r\n{\"name\":\"John\"}\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     for headers in [
@@ -164,7 +164,7 @@ fn content_length_with_transfer_encoding_is_not_read_as_two_requests() {
 
 #[test]
 fn conflicting_or_malformed_content_lengths_are_refused() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     for headers in [
         "Content-Length: 15\r\nContent-Length: 16\r\n",
         "Content-Length: 15, 16\r\n",
@@ -187,7 +187,7 @@ fn conflicting_or_malformed_content_lengths_are_refused() {
 
 #[test]
 fn oversized_heads_get_431_or_a_closed_connection() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let big = format!("X-Big: {}\r\n", "a".repeat(70 * 1024));
     let mut raw = app.raw();
     raw.send(&post(&big, GREET));
@@ -205,7 +205,7 @@ fn oversized_heads_get_431_or_a_closed_connection() {
 
 #[test]
 fn a_request_whose_first_packet_is_a_prefix_of_the_http2_preface_is_still_served() {
-    let app = App::spawn();
+    let app = TestServer::spawn();
     let mut raw = app.raw();
     // "P" could begin "PRI * HTTP/2.0": the server cannot decide from it and lets
     // hyper-util's auto builder read on.

@@ -1,9 +1,12 @@
-//! The shutdown signal: SIGTERM or SIGINT (Ctrl-C).
+//! Shutdown, as the process and every connection see it: the request to stop
+//! ([`Signals`]: SIGTERM or SIGINT), readiness ([`Readiness`]: `/readyz` answers 503
+//! from the moment shutdown begins) and the drain signal to every connection
+//! ([`Drain`]).
 //!
-//! Handled explicitly because a process running as PID 1 in a container has no
-//! default signal dispositions: without this, `docker stop` would wait and kill.
-//! The handlers are installed before the "listening" log line, so a signal sent as
-//! soon as the service says it is up is never fatal.
+//! Signals are handled explicitly because a process running as PID 1 in a container
+//! has no default signal dispositions: without this, `docker stop` would wait and
+//! kill. The handlers are installed before the "listening" log line, so a signal sent
+//! as soon as the service says it is up is never fatal.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +54,26 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!(signal = "ctrl-c", "shutdown requested");
         }
+    }
+}
+
+/// Whether the process accepts traffic: true until shutdown begins (`/readyz`).
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set_not_ready(&self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 

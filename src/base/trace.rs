@@ -5,21 +5,16 @@
 //! lowercase hex and not all zeros; version `ff` is invalid. An invalid header is
 //! ignored, as the specification asks.
 
-use std::cell::Cell;
-
 use bytes::Bytes;
 use http::HeaderValue;
+
+use crate::base::{hex, random};
 
 /// A valid incoming `traceparent`, borrowed from the request header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent<'a> {
     trace_id: &'a str,
     flags: &'a str,
-}
-
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn all_zeros(s: &str) -> bool {
@@ -33,7 +28,7 @@ impl<'a> TraceParent<'a> {
         let (version, trace_id, parent_id, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         // Version 00 has exactly four fields; later versions may append more.
-        if version.len() != 2 || !is_lower_hex(version) || version == "ff" {
+        if version.len() != 2 || !hex::is_lower_hex(version) || version == "ff" {
             return None;
         }
         if version == "00" && parts.next().is_some() {
@@ -42,9 +37,9 @@ impl<'a> TraceParent<'a> {
         let valid = trace_id.len() == 32
             && parent_id.len() == 16
             && flags.len() == 2
-            && is_lower_hex(trace_id)
-            && is_lower_hex(parent_id)
-            && is_lower_hex(flags)
+            && hex::is_lower_hex(trace_id)
+            && hex::is_lower_hex(parent_id)
+            && hex::is_lower_hex(flags)
             && !all_zeros(trace_id)
             && !all_zeros(parent_id);
         valid.then_some(Self { trace_id, flags })
@@ -60,38 +55,13 @@ impl<'a> TraceParent<'a> {
         out.extend_from_slice(b"00-");
         out.extend_from_slice(self.trace_id.as_bytes());
         out.push(b'-');
-        let span = new_span_id();
-        for i in (0..16).rev() {
-            out.push(b"0123456789abcdef"[((span >> (4 * i)) & 0xf) as usize]);
-        }
+        out.extend_from_slice(&hex::u64_digits(random::next_u64()));
         out.push(b'-');
         out.extend_from_slice(self.flags.as_bytes());
         HeaderValue::from_maybe_shared(Bytes::from(out)).unwrap_or_else(|_| {
             HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
         })
     }
-}
-
-/// A non-zero random span id from a per-thread xorshift generator seeded by the OS.
-fn new_span_id() -> u64 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        loop {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if x != 0 {
-                s.set(x);
-                return x;
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The greeting itself: from a request body to the response body.
 //!
 //! `parse → validate → render`, with each step's failure a [`GreetError`] variant that
-//! [`crate::problem`] turns into a 400. A [`Name`] can only be built by
-//! [`Name::parse`], so holding one means the rules of the contract were checked.
+//! [`crate::domain::problem`] turns into a 400. A [`Name`] can only be built by
+//! [`Name::parse`], so holding one means the name rules were checked.
 
 use bytes::Bytes;
 
-use crate::arena::{self, Sink};
-use crate::json::{self, JsonError, NameField};
+use crate::base::arena::{self, Sink};
+use crate::base::json::{self, JsonError, NameField};
 
 /// A trimmed name of 1..=`max_chars` Unicode scalar values with no control characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +30,6 @@ pub enum GreetError {
     NameTooLong(usize),
     #[error("name must not contain control characters")]
     NameControl,
-}
-
-impl GreetError {
-    /// The detail text when it has no variable part, so an error response need not
-    /// format a `String` (a unit test keeps it equal to the `Display` text).
-    pub fn static_detail(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::Json(JsonError::InvalidUtf8) => "body is not valid UTF-8",
-            Self::Json(JsonError::Empty) => "body is empty; expected a JSON object",
-            Self::Json(JsonError::NotObject) => "body must be a JSON object",
-            Self::NameMissing => "name is required",
-            Self::NameNull => "name must not be null",
-            Self::NameNotString => "name must be a string",
-            Self::NameEmpty => "name must not be empty",
-            Self::NameControl => "name must not contain control characters",
-            Self::Json(JsonError::Syntax(_)) | Self::NameTooLong(_) => return None,
-        })
-    }
 }
 
 /// U+0000–U+001F and U+007F–U+009F, the control characters the rules refuse.

@@ -9,18 +9,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::routes::Route;
-use crate::server::Connections;
+use crate::base::route::Route;
+
+mod connections;
+mod process;
+
+pub use connections::Connections;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -126,10 +129,8 @@ impl Metrics {
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(RequestCollector(requests.clone())));
-        registry.register_collector(Box::new(ConnectionCollector(connections)));
-        registry.register_collector(Box::new(ProcessCollector {
-            started: SystemTime::now(),
-        }));
+        registry.register_collector(Box::new(connections::Collector(connections)));
+        registry.register_collector(Box::new(process::Collector));
         Self {
             requests,
             registry: Arc::new(registry),
@@ -176,15 +177,14 @@ impl Collector for RequestCollector {
                         if n == 0 {
                             continue;
                         }
-                        let status = if *status == 0 {
-                            "other".to_owned()
-                        } else {
-                            status.to_string()
+                        let status = match StatusCode::from_u16(*status) {
+                            Ok(code) => code.as_str().to_owned(),
+                            Err(_) => "other".to_owned(),
                         };
                         let labels = [
-                            ("route", route.as_str().to_owned()),
-                            ("method", (*method).to_owned()),
-                            ("status", status),
+                            ("route", route.as_str()),
+                            ("method", method),
+                            ("status", status.as_str()),
                         ];
                         ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
                     }
@@ -199,7 +199,7 @@ impl Collector for RequestCollector {
         )?;
         for route in Route::ALL {
             let (buckets, count, sum) = self.0.durations[route as usize].snapshot();
-            let labels = [("route", route.as_str().to_owned())];
+            let labels = [("route", route.as_str())];
             family
                 .encode_family(&labels)?
                 .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
@@ -210,113 +210,14 @@ impl Collector for RequestCollector {
     }
 }
 
-#[derive(Debug)]
-struct ConnectionCollector(Arc<Connections>);
-
-impl Collector for ConnectionCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let open = ConstGauge::new(self.0.open() as i64);
-        single(
-            &mut encoder,
-            "http_connections_open",
-            "Client connections currently open",
-            &open,
-        )?;
-        let total = ConstCounter::new(self.0.total());
-        single(
-            &mut encoder,
-            "http_connections",
-            "Client connections accepted since start",
-            &total,
-        )
-    }
-}
-
 /// Encodes one metric without labels.
-fn single(
+pub(crate) fn single(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     metric: &impl EncodeMetric,
 ) -> Result<(), std::fmt::Error> {
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-/// Process metrics read from `/proc` on each scrape (Linux; elsewhere only the start
-/// time is exported).
-#[derive(Debug)]
-struct ProcessCollector {
-    started: SystemTime,
-}
-
-/// Linux reports CPU times in `USER_HZ` ticks, which the kernel ABI fixes at 100 on
-/// every mainstream architecture.
-const USER_HZ: f64 = 100.0;
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let e = &mut encoder;
-        if let Some(bytes) = resident_memory_bytes() {
-            let help = "Resident memory size in bytes";
-            single(
-                e,
-                "process_resident_memory_bytes",
-                help,
-                &ConstGauge::new(bytes as i64),
-            )?;
-        }
-        if let Some(seconds) = cpu_seconds() {
-            let help = "Total user and system CPU time spent in seconds";
-            single(e, "process_cpu_seconds", help, &ConstCounter::new(seconds))?;
-        }
-        if let Some(fds) = open_fds() {
-            let help = "Number of open file descriptors";
-            single(e, "process_open_fds", help, &ConstGauge::new(fds as i64))?;
-        }
-        if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-            let max = ConstGauge::new(hard.min(i64::MAX as u64) as i64);
-            single(
-                e,
-                "process_max_fds",
-                "Maximum number of open file descriptors",
-                &max,
-            )?;
-        }
-        let start = self
-            .started
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let help = "Start time of the process since the Unix epoch in seconds";
-        single(
-            e,
-            "process_start_time_seconds",
-            help,
-            &ConstGauge::new(start),
-        )
-    }
-}
-
-fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
-}
-
-fn open_fds() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! What the server does around every request, whatever the handler: the request
-//! id, trace context, the headers every response carries, panic recovery, metrics
-//! and the access log.
+//! [`Endpoint`]: what the server does around every request, whatever the handler:
+//! the request id, trace context, the headers every response carries, panic
+//! recovery, metrics and the access log.
 //!
 //! A panic in a handler is caught here and answered with a 500 problem; the
 //! connection and the process carry on. This needs `panic = "unwind"` (see
@@ -19,20 +19,23 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body::Body as HttpBody;
 use tracing::Instrument as _;
 
-use crate::arena::{self, Sink};
-use crate::metrics::Metrics;
-use crate::problem::Problem;
-use crate::routes::{Handler, Response, Route};
-use crate::trace::TraceParent;
+use crate::base::arena::{self, Sink};
+use crate::base::metrics::Metrics;
+use crate::base::route::Route;
+use crate::base::trace::TraceParent;
+use crate::base::types::{Handler, Response};
+use crate::base::{hex, random};
+use crate::domain::problem::Problem;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
-/// A handler plus everything the server records about each request.
-#[derive(Debug)]
-pub struct Service<H> {
+/// A handler as the server exposes it: plus everything the server adds to and
+/// records about each request.
+#[derive(Debug, Clone)]
+pub struct Endpoint<H> {
     pub handler: H,
     pub metrics: Metrics,
     pub access_log: bool,
@@ -41,7 +44,7 @@ pub struct Service<H> {
 /// Longest request path written to the access log.
 const MAX_LOGGED_PATH: usize = 256;
 
-impl<H: Handler> Service<H> {
+impl<H: Handler> Endpoint<H> {
     pub fn new(handler: H, metrics: Metrics, access_log: bool) -> Self {
         Self {
             handler,
@@ -152,24 +155,12 @@ fn is_valid_request_id(id: &[u8]) -> bool {
 pub fn fresh_request_id() -> HeaderValue {
     static START: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let start = *START.get_or_init(random_u64);
+    let start = *START.get_or_init(random::os_seed);
     let n = start.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let mut hex = [0u8; 16];
-    for (i, slot) in hex.iter_mut().enumerate() {
-        *slot = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    let digits = hex::u64_digits(n);
     // Cut from the per-thread output buffer: no allocation per id.
-    let id = arena::write(hex.len(), |out| out.put(&hex));
+    let id = arena::write(digits.len(), |out| out.put(&digits));
     HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-/// std's `RandomState` is seeded from the OS; hashing nothing with it gives a
-/// random number without another dependency.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! The open client connections: each runs as a task counted here, for the
+//! `http_connections_open` and `http_connections_total` metrics and for the drain,
+//! which waits until none is left.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tokio_util::task::TaskTracker;
+
+/// Connection tasks, tracked from accept to close.
+#[derive(Debug, Default)]
+pub struct Connections {
+    tasks: TaskTracker,
+    accepted: AtomicU64,
+}
+
+impl Connections {
+    /// Spawns a connection's task on the current tokio runtime and counts it while
+    /// it runs.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.tasks.spawn(task);
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Connections accepted since start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no connection is open. Meant for the drain, after the
+    /// listeners have closed: connections spawned later are still waited for.
+    pub async fn all_closed(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Encodes the connection gauges on a scrape.
+#[derive(Debug)]
+pub(super) struct Collector(pub(super) Arc<Connections>);
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        super::single(
+            &mut encoder,
+            "http_connections_open",
+            "Client connections currently open",
+            &ConstGauge::new(self.0.open() as i64),
+        )?;
+        super::single(
+            &mut encoder,
+            "http_connections",
+            "Client connections accepted since start",
+            &ConstCounter::new(self.0.accepted()),
+        )
+    }
+}
