@@ -39,7 +39,8 @@ fuzz_target!(|input: &[u8]| {
         };
         let serving = async {
             // What the server's peek at the first bytes would decide.
-            let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)]);
+            let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)])
+                .unwrap_or(connection::Protocol::Http1);
             let accepted = std::time::Instant::now();
             connection::serve(server, protocol, accepted, None, endpoint, &builders, timeouts, drain)
                 .await;

@@ -53,10 +53,10 @@ pub async fn serve<I, H>(
             .call(req, peer, in_flight)
             .map(Ok::<_, Infallible>)
     });
-    // The HTTP/1 connection lives inline in the task; the HTTP/2 and undecided ones
-    // are boxed, so their (larger) state does not make every connection's task as
-    // large as theirs: a task is as big as its largest branch, and memory per idle
-    // connection is mostly the task and hyper's buffers.
+    // The HTTP/1 connection lives inline in the task; the HTTP/2 one is boxed, so
+    // its (larger) state does not make every connection's task as large as its: a
+    // task is as big as its largest branch, and memory per idle connection is
+    // mostly the task and hyper's buffers.
     match protocol {
         Protocol::Http1 => {
             let conn = builders.http1.serve_connection(io, svc);
@@ -64,10 +64,6 @@ pub async fn serve<I, H>(
         }
         Protocol::Http2 => {
             let conn = builders.http2.serve_connection(io, svc);
-            Box::pin(drive(conn, &activity, timeouts, drain)).await
-        }
-        Protocol::Undecided => {
-            let conn = builders.auto.serve_connection(io, svc);
             Box::pin(drive(conn, &activity, timeouts, drain)).await
         }
     }
