@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// After SIGTERM, how long to keep accepting and serving (with /readyz 503)
+    /// before the drain starts, so balancers stop sending first.
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_delay)]
+    pub shutdown_delay: Duration,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -170,6 +175,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".to_owned());
     }
     Ok(d)
+}
+
+/// A delay may be zero (none).
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 0s, 500ms or 5s"))
 }
 
 impl Config {
@@ -336,6 +347,7 @@ mod tests {
             ("header_timeout", "5s"),
             ("idle_timeout", "60s"),
             ("shutdown_timeout", "10s"),
+            ("shutdown_delay", "0s"),
             ("log_format", "json"),
             ("log_level", "info"),
             ("access_log", "false"),
@@ -362,6 +374,12 @@ mod tests {
         let c = parse(&["--header-timeout", "250ms", "--idle-timeout", "2m"]).unwrap();
         assert_eq!(c.header_timeout, Duration::from_millis(250));
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        // Zero disables a guard, so timeouts refuse it; a delay of zero is none.
+        assert!(parse(&["--header-timeout", "0s"]).is_err());
+        assert_eq!(
+            parse(&["--shutdown-delay", "0s"]).unwrap().shutdown_delay,
+            Duration::ZERO
+        );
     }
 
     #[test]

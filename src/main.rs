@@ -81,6 +81,7 @@ fn main() -> ExitCode {
             header: config.header_timeout,
             idle: config.idle_timeout,
         },
+        shutdown_delay: config.shutdown_delay,
         shutdown_timeout: config.shutdown_timeout,
     };
     // The main thread's runtime, and the signal handlers installed in it before we
@@ -111,20 +112,14 @@ fn main() -> ExitCode {
         header_timeout = ?config.header_timeout,
         idle_timeout = ?config.idle_timeout,
         shutdown_timeout = ?config.shutdown_timeout,
+        shutdown_delay = ?config.shutdown_delay,
         log_level = config.log_level.as_str(),
         access_log = config.access_log,
         tls = config.tls_cert.is_some(),
         "listening"
     );
 
-    let report = server.run(
-        runtime,
-        endpoint,
-        settings,
-        readiness,
-        connections,
-        signals.recv(),
-    );
+    let report = server.run(runtime, endpoint, settings, readiness, connections, signals);
     match report {
         Ok(report) => {
             tracing::info!(

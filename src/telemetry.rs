@@ -25,8 +25,12 @@ pub fn init(format: LogFormat, level: LogLevel) {
                 .unwrap_or_else(|_| tracing::Level::INFO.into()),
         )
         .from_env_lossy();
+    // Colours only for a terminal: piped to a file or a log shipper, escape codes
+    // would garble the lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stdout);
     match format {
         LogFormat::Json => builder

@@ -1,5 +1,5 @@
-//! Shutdown, as the process and every connection see it: the request to stop
-//! ([`Signals`]: SIGTERM or SIGINT), readiness ([`Readiness`]: `/readyz` answers 503
+//! Shutdown, as the process and every connection see it: requests to stop
+//! ([`StopRequests`]; in the binary [`Signals`]: SIGTERM or SIGINT), readiness ([`Readiness`]: `/readyz` answers 503
 //! from the moment shutdown begins) and the drain signal to every connection
 //! ([`Drain`]).
 //!
@@ -16,7 +16,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-/// Installed signal handlers; [`Signals::recv`] resolves on the first signal.
+/// Where requests to stop come from: SIGTERM and SIGINT in the binary, a channel in
+/// tests. The first request starts the shutdown; another one during the shutdown
+/// delay skips the rest of it, and one during the drain cuts what is left.
+pub trait StopRequests {
+    /// Resolves at the next request to stop.
+    fn next(&mut self) -> impl Future<Output = ()>;
+}
+
+/// A channel as a source of stop requests: each message is one; a closed channel
+/// counts as a standing request.
+impl StopRequests for tokio::sync::mpsc::UnboundedReceiver<()> {
+    async fn next(&mut self) {
+        let _ = self.recv().await;
+    }
+}
+
+/// Installed signal handlers.
 pub struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
@@ -41,9 +57,10 @@ impl Signals {
             Ok(Self {})
         }
     }
+}
 
-    /// Resolves when the process is asked to stop.
-    pub async fn recv(mut self) {
+impl StopRequests for Signals {
+    async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),

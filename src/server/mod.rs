@@ -2,10 +2,16 @@
 //!
 //! [`Server::bind`] binds (port 0 allowed) and exposes the real address;
 //! [`Server::run`] serves until the `shutdown` future completes, then shuts down in
-//! the documented order: `/readyz` turns 503 at once, the listeners close and every
-//! connection is told to finish (in-flight requests complete, idle connections
-//! close, HTTP/2 sends GOAWAY), and whatever is still open at `SHUTDOWN_TIMEOUT` is
-//! cut and counted in the returned [`ShutdownReport`].
+//! the documented order:
+//!
+//! 1. `/readyz` turns 503 at once;
+//! 2. for `SHUTDOWN_DELAY` (default none) the listeners stay open and every request
+//!    is served as before, so balancers that poll `/readyz` stop sending first;
+//! 3. the listeners close and every connection is told to finish: in-flight
+//!    requests complete, idle connections close (HTTP/2: GOAWAY), and connections
+//!    that have not yet shown their protocol (silent, or mid TLS handshake) end;
+//! 4. whatever is still open `SHUTDOWN_TIMEOUT` after step 3 is cut and counted in
+//!    the returned [`ShutdownReport`].
 //!
 //! Both serving modes ([`Mode`]) run the same accept loop ([`Worker`]) and the same
 //! shutdown sequence; they differ only in which threads run the loops.
@@ -13,7 +19,6 @@
 pub mod connection;
 pub mod tls;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::base::metrics::Connections;
-use crate::base::shutdown::{Drain, Readiness};
+use crate::base::shutdown::{Drain, Readiness, StopRequests};
 use crate::base::types::Handler;
 use crate::config::Mode;
 use crate::endpoint::Endpoint;
@@ -38,6 +43,9 @@ pub struct Settings {
     pub mode: Mode,
     pub max_connections: usize,
     pub timeouts: Timeouts,
+    /// After the request to stop, how long to keep accepting and serving (with
+    /// `/readyz` answering 503) before the drain starts.
+    pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -134,8 +142,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves `endpoint` until `shutdown` resolves, then shuts down in order (see the
-    /// module documentation) and returns what the drain achieved.
+    /// Serves `endpoint` until the first of `stop` requests, then shuts down in
+    /// order (see the module documentation) and returns what the drain achieved.
     ///
     /// `runtime` runs on the calling thread and must be
     /// [`runtime`]`(settings.mode, workers)`.
@@ -149,7 +157,7 @@ impl Server {
         settings: Settings,
         readiness: Readiness,
         connections: Arc<Connections>,
-        shutdown: impl Future<Output = ()>,
+        mut stop: impl StopRequests,
     ) -> io::Result<ShutdownReport> {
         let drain = Drain::default();
         let shared = Shared {
@@ -195,7 +203,14 @@ impl Server {
                     Err(e) => tracing::error!(error = %e, "cannot register a listener"),
                 }
             }
-            shut_down(shutdown, &readiness, &drain, &shared.connections, &settings).await
+            shut_down(
+                &mut stop,
+                &readiness,
+                &drain,
+                &shared.connections,
+                &settings,
+            )
+            .await
         });
         cut.start();
         for thread in threads {
@@ -211,26 +226,41 @@ impl Server {
     }
 }
 
-/// The shutdown sequence, in the documented order: wait for the request to stop,
-/// turn `/readyz` 503, stop accepting and drain, and count what the deadline cut.
+/// The shutdown sequence, in the documented order (see the module documentation).
+/// A second request to stop skips the rest of the delay; a third cuts the drain.
 async fn shut_down(
-    shutdown: impl Future<Output = ()>,
+    stop: &mut impl StopRequests,
     readiness: &Readiness,
     drain: &Drain,
     connections: &Connections,
     settings: &Settings,
 ) -> ShutdownReport {
-    shutdown.await;
+    stop.next().await;
     readiness.set_not_ready();
+    if !settings.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay = ?settings.shutdown_delay,
+            "/readyz answers 503; still serving during the shutdown delay"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(settings.shutdown_delay) => {}
+            () = stop.next() => tracing::info!("asked again: the shutdown delay ends now"),
+        }
+    }
     let open_at_start = connections.open();
     tracing::info!(
         open_connections = open_at_start,
         "shutdown started; draining connections"
     );
     drain.start();
-    let drained_in_time = tokio::time::timeout(settings.shutdown_timeout, connections.all_closed())
-        .await
-        .is_ok();
+    let drained_in_time = tokio::select! {
+        () = connections.all_closed() => true,
+        () = tokio::time::sleep(settings.shutdown_timeout) => false,
+        () = stop.next() => {
+            tracing::info!("asked again: cutting the connections still open");
+            false
+        }
+    };
     let cut = if drained_in_time {
         0
     } else {
@@ -323,10 +353,16 @@ impl<H: Handler + Clone> Worker<H> {
             let limit = &self.shared.limit;
             let permit = match limit.clone().try_acquire_owned() {
                 Ok(permit) => permit,
-                Err(_) => match limit.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
+                Err(_) => {
+                    tracing::warn!(
+                        max_connections = self.shared.settings.max_connections,
+                        "connection limit reached; not accepting until a connection closes"
+                    );
+                    match limit.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    }
+                }
             };
             let accepted = Instant::now();
             let _ = stream.set_nodelay(true);

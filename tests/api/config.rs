@@ -91,6 +91,7 @@ fn help_lists_every_setting_with_defaults_and_version_prints() {
         ("--header-timeout", "HEADER_TIMEOUT", Some("5s")),
         ("--idle-timeout", "IDLE_TIMEOUT", Some("60s")),
         ("--shutdown-timeout", "SHUTDOWN_TIMEOUT", Some("10s")),
+        ("--shutdown-delay", "SHUTDOWN_DELAY", Some("0s")),
         ("--log-format", "LOG_FORMAT", Some("json")),
         ("--log-level", "LOG_LEVEL", Some("info")),
         ("--access-log", "ACCESS_LOG", Some("false")),
@@ -136,10 +137,23 @@ fn healthcheck_subcommand_reports_the_local_server() {
     // HOST=0.0.0.0 (the default) asks loopback.
     let out = run_to_exit(&["healthcheck"], &[("PORT", port.as_str())]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    drop(app);
-    let out = run_to_exit(&["healthcheck"], &env);
+    // Something that is not a healthy server on the port: unhealthy, exit 1. (A
+    // listener this test holds, so no other test can take the port meanwhile.)
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let impostor_port = impostor.local_addr().unwrap().port().to_string();
+    let answering = std::thread::spawn(move || {
+        let (mut s, _) = impostor.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+        let _ = std::io::Write::write_all(&mut s, b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+    });
+    let out = run_to_exit(
+        &["healthcheck"],
+        &[("PORT", impostor_port.as_str()), ("HOST", "127.0.0.1")],
+    );
+    answering.join().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stderr.contains("healthcheck"), "{}", out.stderr);
+    assert!(out.stderr.contains("unhealthy"), "{}", out.stderr);
     let help = run_to_exit(&["--help"], &[]);
     assert!(help.stdout.contains("healthcheck"), "{}", help.stdout);
 }

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,11 +12,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_greeting-service");
 
-/// A running `greeting-service` on a free loopback port; killed on drop.
+/// A running `greeting-service` on a free loopback port (`PORT=0`: the port is read
+/// from its "listening" log line, so no two tests can race for one); killed on drop.
 pub struct TestServer {
     child: Child,
     pub addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Logs>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The server's stdout, line by line, with a condition variable to wait on.
+#[derive(Default)]
+struct Logs {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
 }
 
 impl TestServer {
@@ -33,8 +42,15 @@ impl TestServer {
     /// Like [`TestServer::spawn_with`], with command-line flags too.
     pub fn spawn_args(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_clear()
+        cmd.args(args);
+        Self::spawn_command(cmd, env)
+    }
+
+    /// Runs `cmd` (the binary, or a shell that execs it) with a clean environment:
+    /// `PORT=0`, `HOST=127.0.0.1`, `WORKERS=2`, then `env`.
+    pub fn spawn_command(mut cmd: Command, env: &[(&str, &str)]) -> Self {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("WORKERS", "2")
@@ -46,40 +62,59 @@ impl TestServer {
         }
         let mut child = cmd.spawn().expect("start greeting-service");
         let stdout = child.stdout.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(Logs::default());
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("\"listening\"") {
-                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    let _ = tx.send(v["addr"].as_str().unwrap().to_owned());
-                }
-                sink.lock().unwrap().push(line);
+                sink.lines.lock().unwrap().0.push(line);
+                sink.changed.notify_all();
             }
+            sink.lines.lock().unwrap().1 = true;
+            sink.changed.notify_all();
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("greeting-service did not log its address")
+        let mut server = Self {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            logs,
+            reader: Some(reader),
+        };
+        let line = server.wait_for_log("listening");
+        server.addr = listening_addr(&line)
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
             .parse()
             .unwrap();
-        Self { child, addr, logs }
+        server
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.logs.lines.lock().unwrap().0.clone()
     }
 
-    /// Waits until a log line contains `needle` (or fails after 20 s).
+    /// Waits until a log line contains `needle` (or fails after 20 s) and returns it.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut guard = self.logs.lines.lock().unwrap();
         loop {
-            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
-                return line;
+            if let Some(line) = guard.0.iter().find(|l| l.contains(needle)) {
+                return line.clone();
             }
-            assert!(Instant::now() < deadline, "no log line with {needle:?}");
-            std::thread::sleep(Duration::from_millis(20));
+            let now = Instant::now();
+            assert!(
+                now < deadline && !guard.1,
+                "no log line with {needle:?}: {:#?}",
+                guard.0
+            );
+            guard = self
+                .logs
+                .changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap()
+                .0;
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal(&self, sig: &str) {
@@ -91,28 +126,47 @@ impl TestServer {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit (fails after `limit`).
+    /// Waits for the process to exit (fails after `limit`), then for the last of
+    /// its output.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the log reader catch the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
+                break status;
             }
             assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
         }
+        status
     }
 
     /// True while the process is still running.
-    pub fn wait_exit_or_none(&mut self) -> bool {
+    pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The last log line, parsed (after [`TestServer::wait_exit`]).
+    pub fn last_log(&self) -> serde_json::Value {
+        let last = self.logs().last().cloned().expect("no log lines");
+        serde_json::from_str(&last).unwrap_or_else(|_| panic!("not JSON: {last}"))
     }
 
     pub fn raw(&self) -> Raw {
         Raw::connect(self.addr)
     }
+}
+
+/// The bound address from a "listening" line, JSON (`"addr":"..."`) or text
+/// (`addr=...`).
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        return v["addr"].as_str().map(str::to_owned);
+    }
+    let at = line.find("addr=")? + "addr=".len();
+    line[at..].split_whitespace().next().map(str::to_owned)
 }
 
 impl Drop for TestServer {
@@ -377,6 +431,19 @@ impl Conn {
             .unwrap();
         self.send(req).await
     }
+}
+
+/// Sends a request head that asks for `100 Continue` and waits for it: hyper sends
+/// it when the handler starts reading the body, so the request is then in flight
+/// (no sleep needed to be sure of it).
+pub fn start_request_in_flight(raw: &mut Raw, body_len: usize) {
+    raw.send(
+        format!(
+            "POST /greet HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {body_len}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(raw.read_responses(1)[0].status, 100);
 }
 
 /// A JSON body with `name` set to `name`, encoded by serde_json.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Conn, TestServer};
+use crate::helpers::{start_request_in_flight, Conn, TestServer};
 
 fn scenario(runtime: &str, workers: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -26,11 +26,10 @@ fn scenario(runtime: &str, workers: &str) {
         }
     });
     let mut raw = app.raw();
-    raw.send(b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"name\":");
-    std::thread::sleep(Duration::from_millis(100));
+    start_request_in_flight(&mut raw, 12);
     app.signal("TERM");
     app.wait_for_log("shutdown started");
-    raw.send(b"\"C\"}");
+    raw.send(br#"{"name":"C"}"#);
     assert_eq!(raw.read_responses(1)[0].body, br#"{"message":"Hello, C!"}"#);
     assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

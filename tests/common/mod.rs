@@ -52,6 +52,7 @@ pub fn settings() -> Settings {
             header: Duration::from_secs(5),
             idle: Duration::from_secs(60),
         },
+        shutdown_delay: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(1),
     }
 }
@@ -59,7 +60,7 @@ pub fn settings() -> Settings {
 /// The real server on `127.0.0.1:0`, in threads of this process.
 pub struct InProcess {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::mpsc::UnboundedSender<()>>,
     thread: Option<std::thread::JoinHandle<ShutdownReport>>,
 }
 
@@ -74,13 +75,10 @@ impl InProcess {
     ) -> Self {
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), workers).unwrap();
         let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, requests) = tokio::sync::mpsc::unbounded_channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = server::runtime(Mode::PerCore, 1).unwrap();
             let endpoint = Endpoint::new(handler, metrics, false);
-            let shutdown = async {
-                let _ = stopped.await;
-            };
             server
                 .run(
                     runtime,
@@ -88,7 +86,7 @@ impl InProcess {
                     settings(),
                     readiness,
                     connections,
-                    shutdown,
+                    requests,
                 )
                 .unwrap()
         });
