@@ -94,7 +94,11 @@ impl Default for Builders {
             // bytes are buffered, and when those bytes are a second framing error the
             // connection ends before the first 400 is flushed (RFC 9112 section 6.3
             // wants that 400 sent, then the connection closed).
-            .pipeline_flush(false);
+            .pipeline_flush(false)
+            // Copy each small response into one buffer and `write` it, rather than
+            // `writev` the head and body (what `pipeline_flush(true)` also chose):
+            // ~500 fewer instructions per request (callgrind, scripts/perf-gate).
+            .writev(false);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
