@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     {
         group.bench_function(BenchmarkId::new(ALLOCATOR, label), |b| {
             b.to_async(&runtime)
-                .iter(|| endpoint.clone().call(request.clone(), None, ()))
+                .iter(|| endpoint.call(request.clone(), None, ()))
         });
     }
     group.finish();

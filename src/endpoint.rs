@@ -2,25 +2,27 @@
 //! the request id, trace context, the headers every response carries, panic
 //! recovery, metrics and the access log.
 //!
-//! A panic in a handler is caught here and answered with a 500 problem; the
-//! connection and the process carry on. This needs `panic = "unwind"` (see
-//! `Cargo.toml`).
+//! A panic in a handler (in its routing or in its future) is caught here and
+//! answered with a 500 problem; the connection and the process carry on. This
+//! needs `panic = "unwind"` (see `Cargo.toml`).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use http::header::{HeaderName, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Method, Request, Version};
 use http_body::Body as HttpBody;
-use tracing::Instrument as _;
 
 use crate::base::arena::{self, Sink};
-use crate::base::metrics::Metrics;
+use crate::base::metrics::{MethodLabel, Metrics};
 use crate::base::route::Route;
 use crate::base::trace::TraceParent;
 use crate::base::types::{Handler, Response};
@@ -53,74 +55,172 @@ impl<H: Handler> Endpoint<H> {
         }
     }
 
-    /// Runs the handler on `req` and finishes the response. `guard` is dropped once
-    /// the response is ready (the connection uses it to track requests in flight).
-    ///
-    /// Takes `Arc<Self>` so the future owns what it needs and can go to hyper as
-    /// is, without another async block around it: each such layer moves the whole
-    /// request future once more.
-    pub async fn call<B>(
-        self: Arc<Self>,
+    /// Starts handling `req`: everything that needs only the request head happens
+    /// here (request id, trace context, route); the returned [`Exchange`] runs the
+    /// handler's future and finishes the response. `guard` is dropped once the
+    /// response is ready (the connection tracks requests in flight with it).
+    pub fn call<B, G>(
+        self: &Arc<Self>,
         req: Request<B>,
         peer: Option<SocketAddr>,
-        _guard: impl Send,
-    ) -> Response
+        guard: G,
+    ) -> Exchange<impl Future<Output = Response> + Send + Unpin + 'static + use<H, B, G>, H, G>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
-        let method = req.method().clone();
+        let method = MethodLabel::of(req.method());
         let request_id = request_id(req.headers());
-        let trace_header = req.headers().get(&TRACEPARENT).cloned();
-        let trace = trace_header.as_ref().and_then(TraceParent::parse);
+        // A span only for traced requests: untraced ones pay nothing for it.
+        let traced = req
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|value| {
+                let parent = TraceParent::parse(value)?;
+                let span = tracing::info_span!("request", trace_id = parent.trace_id());
+                Some((parent.child(), parent.trace_id().to_owned(), span))
+            })
+            .map(|(child, trace_id, span)| {
+                Box::new(Traced {
+                    child,
+                    trace_id,
+                    span,
+                })
+            });
         // Only the access log needs these after the handler has the request.
         let logged = self.access_log.then(|| {
-            (
-                truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned(),
-                req.version(),
-            )
+            Box::new(Logged {
+                method: req.method().clone(),
+                path: truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned(),
+                version: req.version(),
+                peer,
+            })
         });
-
-        let handled = AssertUnwindSafe(self.handler.handle(req)).catch_unwind();
-        let outcome = match trace {
-            // A span only for traced requests: untraced ones pay nothing for it.
-            Some(t) => {
-                let span = tracing::info_span!("request", trace_id = t.trace_id());
-                handled.instrument(span).await
-            }
-            None => handled.await,
+        let handling = {
+            let _entered = traced.as_ref().map(|t| t.span.enter());
+            // Routing runs here, so a panic in it is caught like one in the future.
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(req))).ok()
         };
-        // The panic hook has logged a panic; the client learns nothing about internals.
-        let mut response = outcome.unwrap_or_else(|_| Problem::internal().into_response());
+        Exchange {
+            handling,
+            finish: Some(Finish {
+                endpoint: self.clone(),
+                started,
+                route,
+                method,
+                request_id,
+                traced,
+                logged,
+                guard,
+            }),
+        }
+    }
+}
 
+/// One request on its way through the server: the handler's future, then the
+/// headers, metrics and access log every response gets. A plain struct (not an
+/// `async` block) whose size is its fields: hyper moves it into place once per
+/// request.
+pub struct Exchange<F, H, G> {
+    /// `None` once it has answered, or if it panicked before it could start.
+    handling: Option<F>,
+    finish: Option<Finish<H, G>>,
+}
+
+/// What the endpoint needs after the handler has answered.
+struct Finish<H, G> {
+    endpoint: Arc<Endpoint<H>>,
+    started: Instant,
+    route: Route,
+    method: MethodLabel,
+    request_id: HeaderValue,
+    traced: Option<Box<Traced>>,
+    logged: Option<Box<Logged>>,
+    guard: G,
+}
+
+/// A request that came with a valid `traceparent`.
+struct Traced {
+    /// Our hop's `traceparent`, for the response.
+    child: HeaderValue,
+    trace_id: String,
+    span: tracing::Span,
+}
+
+/// What the access log line needs from the request.
+struct Logged {
+    method: Method,
+    path: String,
+    version: Version,
+    peer: Option<SocketAddr>,
+}
+
+impl<F, H, G> Future for Exchange<F, H, G>
+where
+    F: Future<Output = Response> + Unpin,
+    G: Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let outcome = match &mut this.handling {
+            Some(handling) => {
+                let span = this.finish.as_ref().and_then(|f| f.traced.as_ref());
+                let _entered = span.map(|t| t.span.enter());
+                match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(handling).poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(response)) => Some(response),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        this.handling = None;
+        // The panic hook has logged a panic; the client learns nothing about internals.
+        let response = outcome.unwrap_or_else(|| Problem::internal().into_response());
+        Poll::Ready(Ok(match this.finish.take() {
+            Some(finish) => finish.finish(response),
+            None => response,
+        }))
+    }
+}
+
+impl<H, G> Finish<H, G> {
+    /// Adds the common headers, records the metrics and the access log line.
+    fn finish(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, NO_STORE.clone());
         headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-        if let Some(t) = &trace {
-            headers.insert(TRACEPARENT.clone(), t.child());
+        if let Some(t) = &self.traced {
+            headers.insert(TRACEPARENT.clone(), t.child.clone());
         }
-        let took = started.elapsed();
-        self.metrics.record(route, &method, response.status(), took);
-        if let Some((path, version)) = logged {
+        let took = self.started.elapsed();
+        let endpoint = &self.endpoint;
+        endpoint
+            .metrics
+            .record(self.route, self.method, response.status(), took);
+        if let Some(logged) = self.logged {
             tracing::info!(
                 target: "access",
-                method = %method,
-                path,
+                method = %logged.method,
+                path = logged.path,
                 status = response.status().as_u16(),
                 duration_us = took.as_micros() as u64,
                 bytes = response.body().size_hint().exact().unwrap_or(0),
-                request_id = request_id.to_str().unwrap_or(""),
-                peer = peer.map(|p| p.to_string()),
-                version = ?version,
-                trace_id = trace.map(|t| t.trace_id()),
+                request_id = self.request_id.to_str().unwrap_or(""),
+                peer = logged.peer.map(|p| p.to_string()),
+                version = ?logged.version,
+                trace_id = self.traced.as_ref().map(|t| t.trace_id.as_str()),
                 "request"
             );
         }
         response
             .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id);
+            .insert(X_REQUEST_ID.clone(), self.request_id);
+        drop(self.guard);
         response
     }
 }

@@ -2,17 +2,17 @@
 //! the probes and the metrics exposition.
 //!
 //! [`Routes`] is the service's [`Handler`]. Routing, header checks and every answer
-//! that needs no body happen before the returned future is first polled; the future
-//! itself only holds the body while it is read.
+//! that needs no body happen when the request arrives; the returned future
+//! ([`Handling`]) only holds the body while it is read.
 
 use std::future::Future;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
-use http_body_util::BodyExt;
 
 use crate::base::metrics::{self, Metrics};
 use crate::base::route::Route;
@@ -115,45 +115,121 @@ impl Routes {
             (Route::Unmatched, _) => Problem::not_found().into_response(),
         })
     }
-
-    /// Reads, parses, validates and answers a `POST /greet` body.
-    async fn greet<B>(&self, body: B) -> Result<Response, Problem>
-    where
-        B: HttpBody<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
-    {
-        let limit = self.limits.max_body_bytes;
-        let mut reading = std::pin::pin!(read_body(body, limit));
-        // Usually the whole body came with the head: then no timer is armed at all.
-        let first_poll = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-        let collected = match first_poll {
-            Poll::Ready(collected) => collected?,
-            // Boxed: the timer only takes space in requests that need it.
-            Poll::Pending => Box::pin(tokio::time::timeout(self.limits.body_timeout, reading))
-                .await
-                .map_err(|_| Problem::body_timeout())??,
-        };
-        let rendered = greet::greet(collected.as_slice(), self.limits.max_name_chars)?;
-        Ok(types::response(StatusCode::OK, &APPLICATION_JSON, rendered))
-    }
 }
 
 impl Handler for Routes {
-    fn handle<B>(&self, req: Request<B>) -> impl Future<Output = Response> + Send
+    fn handle<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response> + Send + Unpin + 'static + use<B>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        let routed = self.route(req);
-        async move {
-            match routed {
-                Routed::Answered(response) => response,
-                Routed::Greet(body) => self
-                    .greet(body)
-                    .await
-                    .unwrap_or_else(problem_closing_unread_body),
-            }
+        match self.route(req) {
+            Routed::Answered(response) => Handling::Answered(Some(response)),
+            Routed::Greet(body) => Handling::Greet(Greeting {
+                body,
+                collected: Collected::One(Bytes::new()),
+                limits: self.limits,
+                deadline: None,
+            }),
         }
+    }
+}
+
+/// The future [`Routes::handle`] returns: an answer known from the head alone, or
+/// the greeting once its body has been read. Written by hand rather than `async`
+/// so it is `Unpin` and only as large as its state.
+pub enum Handling<B> {
+    Answered(Option<Response>),
+    Greet(Greeting<B>),
+}
+
+impl<B> Future for Handling<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match self.get_mut() {
+            Self::Answered(response) => Poll::Ready(
+                response
+                    .take()
+                    .unwrap_or_else(|| Problem::internal().into_response()),
+            ),
+            Self::Greet(greeting) => Pin::new(greeting).poll(cx),
+        }
+    }
+}
+
+/// Reads a `POST /greet` body, refusing it as soon as it passes the limit (it never
+/// buffers more), then parses, validates and answers it.
+pub struct Greeting<B> {
+    body: B,
+    collected: Collected,
+    limits: Limits,
+    /// Armed only if the body did not come with the head: usually it did, and no
+    /// timer is created at all.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Greeting<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    /// Reads what the body has ready; `Ready(Ok)` once it has ended.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Problem>> {
+        let limit = self.limits.max_body_bytes;
+        loop {
+            let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "request body read failed");
+                    return Poll::Ready(Err(Problem::bad_body()));
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry nothing we need
+            };
+            let total = self.collected.as_slice().len() + data.len();
+            if total > limit {
+                return Poll::Ready(Err(Problem::payload_too_large(limit)));
+            }
+            self.collected.push(data, total, limit);
+        }
+    }
+}
+
+impl<B> Future for Greeting<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.get_mut();
+        let read = match this.poll_read(cx) {
+            Poll::Ready(read) => read,
+            Poll::Pending => {
+                let timeout = this.limits.body_timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(deadline.as_mut().poll(cx));
+                Err(Problem::body_timeout())
+            }
+        };
+        let answered = read.and_then(|()| {
+            let rendered = greet::greet(this.collected.as_slice(), this.limits.max_name_chars)?;
+            Ok(types::response(StatusCode::OK, &APPLICATION_JSON, rendered))
+        });
+        Poll::Ready(answered.unwrap_or_else(problem_closing_unread_body))
     }
 }
 
@@ -220,42 +296,20 @@ impl Collected {
             Self::Many(v) => v,
         }
     }
-}
 
-/// Reads the body, refusing it as soon as it passes `limit`: never buffers more.
-async fn read_body<B>(mut body: B, limit: usize) -> Result<Collected, Problem>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let mut collected = Collected::One(Bytes::new());
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            tracing::debug!(error = %e, "request body read failed");
-            Problem::bad_body()
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers carry nothing we need
-        };
-        let total = collected.as_slice().len() + data.len();
-        if total > limit {
-            return Err(Problem::payload_too_large(limit));
-        }
-        collected = match collected {
-            Collected::One(first) if first.is_empty() => Collected::One(data),
-            Collected::One(first) => {
+    /// Appends `data`; `total` is the length afterwards, at most `limit`.
+    fn push(&mut self, data: Bytes, total: usize, limit: usize) {
+        match self {
+            Self::One(first) if first.is_empty() => *first = data,
+            Self::One(first) => {
                 let mut joined = Vec::with_capacity(total.max(first.len() * 2).min(limit));
-                joined.extend_from_slice(&first);
+                joined.extend_from_slice(first);
                 joined.extend_from_slice(&data);
-                Collected::Many(joined)
+                *self = Self::Many(joined);
             }
-            Collected::Many(mut joined) => {
-                joined.extend_from_slice(&data);
-                Collected::Many(joined)
-            }
-        };
+            Self::Many(joined) => joined.extend_from_slice(&data),
+        }
     }
-    Ok(collected)
 }
 
 #[cfg(test)]

@@ -64,15 +64,11 @@ fn allocations_per_request(method: &str, path: &str, body: &'static str, n: usiz
     let service = common::endpoint();
     runtime.block_on(async {
         for _ in 0..100 {
-            service
-                .clone()
-                .call(request(method, path, body), None, ())
-                .await;
+            let _ = service.call(request(method, path, body), None, ()).await;
         }
         let mut total = 0;
         for _ in 0..n {
             let req = request(method, path, body);
-            let service = service.clone();
             ALLOCATIONS.store(0, Ordering::Relaxed);
             COUNTING.store(true, Ordering::Relaxed);
             let response = service.call(req, None, ()).await;

@@ -17,8 +17,15 @@ pub type Response = http::Response<Body>;
 ///
 /// Generic over the request body so that benches and tests can drive a handler in
 /// process with a `Full<Bytes>` body while the server feeds it hyper's `Incoming`.
+///
+/// The future owns what it needs (`'static`) and is `Unpin`, so the server can
+/// keep it in a plain struct beside its own per-request state: hyper stores that
+/// struct once per request, and a small one is cheap to move there.
 pub trait Handler: Send + Sync + 'static {
-    fn handle<B>(&self, req: http::Request<B>) -> impl Future<Output = Response> + Send
+    fn handle<B>(
+        &self,
+        req: http::Request<B>,
+    ) -> impl Future<Output = Response> + Send + Unpin + 'static + use<Self, B>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display;

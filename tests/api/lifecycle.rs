@@ -178,15 +178,26 @@ fn connections_that_never_showed_a_protocol_end_with_the_drain() {
 struct Panicky(Routes);
 
 impl Handler for Panicky {
-    async fn handle<B>(&self, req: Request<B>) -> Response
+    fn handle<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Response> + Send + Unpin + 'static + use<B>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
+        // One panic while routing, one while the future is polled.
         if req.uri().path() == "/panic" {
             panic!("boom at /secret/path.rs");
         }
-        self.0.handle(req).await
+        let inner = self.0.handle(req);
+        Box::pin(async move {
+            let response = inner.await;
+            if response.status() == 404 {
+                panic!("boom later at /secret/other.rs");
+            }
+            response
+        })
     }
 }
 
@@ -196,17 +207,19 @@ async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
     let metrics = p.metrics.clone();
     let server = InProcess::start(Panicky(p.routes), p.metrics, p.connections, p.readiness, 1);
     for mut c in [Conn::h1(server.addr).await, Conn::h2(server.addr).await] {
-        let r = c.get("/panic").await;
-        let p = r.assert_problem(500);
-        assert!(!p["detail"].as_str().unwrap().contains("secret"));
-        assert!(r.header("x-request-id").is_some());
-        // Same connection, next request.
-        assert_eq!(c.greet(r#"{"name":"John"}"#).await.status, 200);
+        for path in ["/panic", "/nope"] {
+            let r = c.get(path).await;
+            let p = r.assert_problem(500);
+            assert!(!p["detail"].as_str().unwrap().contains("secret"));
+            assert!(r.header("x-request-id").is_some());
+            // Same connection, next request.
+            assert_eq!(c.greet(r#"{"name":"John"}"#).await.status, 200);
+        }
     }
     // Panics are counted like any other 500.
     let text = metrics.render();
     assert!(
-        text.contains(r#"http_requests_total{route="unmatched",method="GET",status="500"} 2"#),
+        text.contains(r#"http_requests_total{route="unmatched",method="GET",status="500"} 4"#),
         "{text}"
     );
     let report = tokio::task::spawn_blocking(move || server.stop())

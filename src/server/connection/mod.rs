@@ -5,11 +5,9 @@
 pub mod deadline;
 pub mod protocol;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
@@ -48,10 +46,7 @@ pub async fn serve<I, H>(
     let svc = service_fn(move |req: http::Request<Incoming>| {
         svc_activity.request_started(req.version() == http::Version::HTTP_2);
         let in_flight = InFlight(svc_activity.clone());
-        endpoint
-            .clone()
-            .call(req, peer, in_flight)
-            .map(Ok::<_, Infallible>)
+        endpoint.call(req, peer, in_flight)
     });
     // The HTTP/1 connection lives inline in the task; the HTTP/2 one is boxed, so
     // its (larger) state does not make every connection's task as large as its: a
