@@ -447,7 +447,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "PASS"
+        return self.verdict in ("PASS", "XPASS")
 
 
 def expected(code: int | None) -> str:
@@ -566,6 +566,9 @@ def main() -> int:
                     help="only cases whose 'case path mode' contains this (repeatable: any)")
     ap.add_argument("--json", action="store_true", help="print results as JSON lines instead of a table")
     ap.add_argument("--list", action="store_true", help="list the cases and targets, then exit")
+    ap.add_argument("--xfail", action="append", default=[], metavar="CASE[@MODE]",
+                    help="a known failure (an upstream bug): reported as XFAIL, not counted as failed "
+                         "(repeatable; MODE is together, after-response or head)")
     args = ap.parse_args()
     if args.list:
         for case in body_cases() + control_cases() + head_cases():
@@ -608,14 +611,22 @@ def main() -> int:
         if proc is not None:
             stop_binary(proc)
 
+    xfail = set(args.xfail)
+    for r in results:
+        if {r.case, f"{r.case}@{r.mode}"} & xfail:
+            r.verdict = "XPASS" if r.passed else f"XFAIL ({r.verdict.removeprefix('FAIL ')})"
     if not args.json:
         print_table(results)
-    passed = sum(r.passed for r in results)
-    failed = len(results) - passed
+    passed = sum(r.verdict in ("PASS", "XPASS") for r in results)
+    xfailed = sum(r.verdict.startswith("XFAIL") for r in results)
+    failed = len(results) - passed - xfailed
     permitted = sum(r.verdict == "FAIL rfc-permitted" for r in results)
     if failed:
         print(f"\nfailed: {failed - permitted} violations, {permitted} rfc-permitted early answers "
               "(see the module docstring)")
+    if xfailed or any(r.verdict == "XPASS" for r in results):
+        xpassed = sum(r.verdict == "XPASS" for r in results)
+        print(f"known failures (--xfail): {xfailed} still failing, {xpassed} now passing")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
