@@ -1,7 +1,8 @@
-//! Parsing request bodies: our simd-json path (tape API, reused buffers) against
-//! serde_json (borrowed strings, the same skip-everything visitor), on the bodies
-//! the service sees. The server picks serde_json up to `json::SMALL_BODY` bytes and
-//! simd-json above, from these numbers.
+//! Parsing request bodies: the scan for the simple `{"name":"..."}` shape, our
+//! simd-json path (tape API, reused buffers) and serde_json (borrowed strings, the
+//! same skip-everything visitor), on the bodies the service sees. The server tries
+//! the scan first, then picks serde_json up to `json::SMALL_BODY` bytes without a
+//! backslash and simd-json otherwise, from these numbers.
 
 mod common;
 
@@ -31,6 +32,11 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("serde_json", label), body, |b, body| {
             b.iter(|| json::with_name_serde(body.as_bytes(), name_len))
         });
+        if json::simple_name(body.as_bytes()).is_some() {
+            group.bench_with_input(BenchmarkId::new("simple scan", label), body, |b, body| {
+                b.iter(|| json::simple_name(body.as_bytes()).map_or(0, str::len))
+            });
+        }
         group.bench_with_input(BenchmarkId::new("chosen", label), body, |b, body| {
             b.iter(|| json::with_name(body.as_bytes(), name_len))
         });

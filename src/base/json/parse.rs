@@ -73,19 +73,74 @@ thread_local! {
 /// Duplicate `name` members: the last one wins, as in `JSON.parse`, Go's
 /// `encoding/json` and `serde_json::Value`.
 ///
-/// Small bodies without escapes (up to [`SMALL_BODY`] bytes, no `\`) go through
-/// serde_json, everything else through simd-json. Measured in `benches/json.rs`
-/// (see the README): on `{"name":"John"}` simd-json's fixed cost (SIMD stages, tape)
-/// is larger than serde_json's whole parse even with reused buffers, but as soon as
-/// a string has escapes serde_json must allocate to unescape it, and on bodies with
-/// many members simd-json is faster. Both paths accept and reject the same
-/// documents (the property tests check each against serde_json's own `Value`).
+/// Three paths, chosen by a look at the bytes (measured in `benches/json.rs`, see
+/// the README):
+/// - the shape nearly every client sends, `{"name":"..."}` with nothing else in the
+///   object and no escape in the string, is recognised by one scan
+///   ([`simple_name`]);
+/// - other small bodies without escapes (up to [`SMALL_BODY`] bytes, no `\`) go
+///   through serde_json: on them simd-json's fixed cost (SIMD stages, tape) is
+///   larger than serde_json's whole parse even with reused buffers;
+/// - everything else goes through simd-json: as soon as a string has escapes
+///   serde_json must allocate to unescape it, and on bodies with many members
+///   simd-json is faster.
+///
+/// All paths accept and reject the same documents (the property tests check each
+/// against serde_json's own `Value`).
 pub fn with_name<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
-    if body.len() <= SMALL_BODY && !body.contains(&b'\\') {
+    if let Some(name) = simple_name(body) {
+        f(Ok(NameField::Str(name)))
+    } else if body.len() <= SMALL_BODY && !body.contains(&b'\\') {
         with_name_serde(body, f)
     } else {
         with_name_simd(body, f)
     }
+}
+
+/// JSON's insignificant white space (RFC 8259 section 2).
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The name of a body that is exactly `{"name":"<text>"}` (white space allowed
+/// between tokens), where `<text>` has no backslash and no control byte, which
+/// JSON forbids raw, and is valid UTF-8; `None` for anything else, which the full
+/// parsers then decide on. A valid document of that shape needs no unescaping, so
+/// the name borrows from the body.
+pub fn simple_name(b: &[u8]) -> Option<&str> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i..i + 6)? != b"\"name\"" {
+        return None;
+    }
+    i = skip_ws(b, i + 6);
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = b
+        .get(start..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = start + len;
+    if b[end] != b'"' {
+        return None;
+    }
+    i = skip_ws(b, end + 1);
+    if b.get(i) != Some(&b'}') || skip_ws(b, i + 1) != b.len() {
+        return None;
+    }
+    std::str::from_utf8(&b[start..end]).ok()
 }
 
 /// Bodies up to this size are parsed with serde_json (see [`with_name`]). Small
@@ -462,6 +517,38 @@ mod tests {
             Err(JsonError::Syntax(_))
         ));
         assert!(serde_json::from_str::<serde_json::Value>(r#"{"x":1e400}"#).is_err());
+    }
+
+    #[test]
+    fn the_simple_shape_is_recognised_and_nothing_else() {
+        assert_eq!(simple_name(br#"{"name":"John"}"#), Some("John"));
+        assert_eq!(simple_name(b" {\t\"name\" :\r\n\"J o\" } \n"), Some("J o"));
+        assert_eq!(simple_name(br#"{"name":""}"#), Some(""));
+        assert_eq!(
+            simple_name("{\"name\":\"Zoë 日本\"}".as_bytes()),
+            Some("Zoë 日本")
+        );
+        for other in [
+            &br#"{"name":"a\"b"}"#[..],
+            br#"{"name":"a","x":1}"#,
+            br#"{"x":1,"name":"a"}"#,
+            br#"{"name":"a"} x"#,
+            br#"{"name":"a"}}"#,
+            br#"{"name":1}"#,
+            br#"{"nam\u0065":"a"}"#,
+            br#"{"name":"a"#,
+            b"{\"name\":\"a\x01\"}",
+            b"{\"name\":\"\xff\"}",
+            br#"["name","a"]"#,
+            b"",
+        ] {
+            assert_eq!(
+                simple_name(other),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 
     #[test]
