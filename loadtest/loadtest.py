@@ -1,514 +1,667 @@
 #!/usr/bin/env python3
 """Load-test scenarios for greeting-service (run through loadtest/run).
 
-Every scenario starts the servers it needs on loopback, pins them to CPU 0 and the
-load generator to CPU 1 where the machine has two CPUs or more, is bounded in time
-and request count, and writes loadtest/results/<date>-<scenario>/ with the raw tool
-output (JSON), summary.md and SVG charts. Only processes started here are signalled.
+Every scenario starts the processes it needs on loopback (service, dnsmasq, HAProxy),
+is bounded in time and request count, signals only the processes it started, and
+writes OUT/<scenario>/: summary.md, summary.json, charts (PNG) and the raw tool output.
+Every result carries the client's view (oha, wrk, h2load or k6), the server's own view
+(its /metrics histogram and request counts, its CPU time from /proc) and which side
+limited it (see loadtest/README.md for the rule).
 """
 import argparse
-import datetime
-import json
+import math
 import os
-import platform
-import re
+import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import svg  # noqa: E402
+from common import (BODY, CPUS, ROOT, Failure, Load, Scrape, Server, ServerDelta, measure,  # noqa: E402
+                    parse_cpus, parse_oha, pinned)
+import cluster  # noqa: E402
+import report  # noqa: E402
+from report import chart, client_cols, fmt, limit_cell, median_result, pct, spread, srv_ms, time_chart  # noqa: E402
+import usl  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "greeting-service"
-RESULTS = ROOT / "loadtest" / "results"
-BODY = '{"name":"John"}'
-CPUS = os.cpu_count() or 1
-SERVER_CPU, LOAD_CPU = ("0", "1") if CPUS >= 2 else (None, None)
-
-
-class Failure(Exception):
-    """A check the run must pass (smoke): non-2xx, connection errors, thresholds."""
+SCENARIOS = ["sweep", "latency", "workers", "replicas", "failover", "connections", "soak", "mixed", "k6"]
+ALL = ["sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"]
 
 
-# ---------------------------------------------------------------- processes
+# ---------------------------------------------------------------- layout
 
-def pinned(cmd, cpu):
-    return (["taskset", "-c", cpu] + cmd) if cpu is not None else cmd
+class Layout:
+    """Where the server and the generator run. `auto`: a 1-worker server on CPU 0 and
+    the generator on the other CPUs for the single-server scenarios; nothing pinned for
+    the scaling scenarios (workers, replicas, failover), whose servers need every CPU."""
+
+    def __init__(self, args, scaling):
+        spec = args.pin
+        if spec == "auto":
+            spec = "none" if scaling or CPUS < 2 else f"0/1-{CPUS - 1}"
+        if spec == "none":
+            self.server, self.gen = None, None
+        else:
+            s, _, g = spec.partition("/")
+            self.server, self.gen = parse_cpus(s), parse_cpus(g)
+        self.desc = (f"server CPUs {','.join(map(str, self.server)) if self.server else 'any'}, "
+                     f"load generator CPUs {','.join(map(str, self.gen)) if self.gen else 'any'}")
+        self.gen_cores = len(self.gen) if self.gen else CPUS
+        self.args = args
+
+    def load(self, client=None, **kw):
+        client = client or self.args.client
+        threads = self.args.gen_threads or self.gen_cores
+        procs = self.args.gen_procs or 1
+        return Load(client=client, cpus=self.gen, threads=threads, procs=procs if client == "oha" else 1, **kw)
 
 
-class Server:
-    """The release binary on a free loopback port, stopped by PID."""
+def server_env(args, extra=None):
+    env = {}
+    for kv in args.server_env or []:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    env.update(extra or {})
+    return env
 
-    def __init__(self, env=None, cpu=SERVER_CPU, workers=1):
-        full = dict(os.environ, PORT="0", HOST="127.0.0.1", WORKERS=str(workers),
-                    LOG_LEVEL="warn", MIMALLOC_ARENA_EAGER_COMMIT="0")
-        full.update(env or {})
-        full["LOG_LEVEL"] = "info"
-        self.proc = subprocess.Popen(pinned([str(BIN)], cpu), env=full, stdout=subprocess.PIPE, text=True)
-        self.addr = None
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            if '"listening"' in line:
-                self.addr = json.loads(line)["addr"]
-                break
-        if not self.addr:
-            self.stop()
-            raise Failure("server did not start")
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.pid = self.proc.pid
-        self.port = int(self.addr.rsplit(":", 1)[1])
 
-    def _drain(self):
-        for _ in self.proc.stdout:
+def settings_md(server):
+    s = server.settings
+    keys = ("workers", "runtime", "max_connections", "header_timeout", "idle_timeout", "shutdown_timeout",
+            "shutdown_delay", "access_log", "tls")
+    return ", ".join(f"{k}={s[k]}" for k in keys if k in s)
+
+
+def header(run, layout, server=None, extra=""):
+    run.text(f"- pinning: {layout.desc}" + (f"; server settings (its own log line): {settings_md(server)}"
+                                             if server else "") + extra, "")
+
+
+def note_point(label, r):
+    print(f"  {label}: {r['rps']:,.0f} req/s, client p99 {fmt(r['p99'])} ms, server p99 {fmt(r['srv_p99'], 3)} ms, "
+          f"server {fmt(r['srv_us_per_req'])} µs/req, gen busy {pct(r['gen_busy'])}, limited by {r['limit']}",
+          flush=True)
+
+
+STANDARD_NOTE = ("Columns: client percentiles from the load generator; server p50/p99 from the service's own "
+                 "`http_request_duration_seconds` histogram (bucket deltas between two scrapes, interpolated "
+                 "like Prometheus' `histogram_quantile`); server CPU µs/req = server CPU time (/proc) / requests "
+                 "the server counted; server cores = server CPU seconds per second; gen busy = generator CPU "
+                 "time / (wall time × the cores it may use); limited by: see loadtest/README.md.")
+
+
+# ---------------------------------------------------------------- sweep
+
+def sweep(args, run):
+    layout = Layout(args, scaling=False)
+    with Server(args.bin, env=server_env(args), cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        points = []  # (series, conns, streams, [results])
+        for c in args.concurrency:
+            points.append(("HTTP/1.1", c, 1, []))
+        for c in args.h2_concurrency:
+            for m in args.h2_streams:
+                points.append((f"h2c x{m} streams", c, m, []))
+        for rep in range(args.repeat):
+            for series, c, m, rs in points:
+                if series == "HTTP/1.1":
+                    load = layout.load(conns=c, seconds=args.duration)
+                else:
+                    load = layout.load(client=args.h2_client, conns=c, streams=m, h2=True, seconds=args.duration)
+                label = f"{series} c={c} rep {rep + 1}/{args.repeat}"
+                r = measure(load, server.url, [server], label, raw_dir=run.raw_dir, expect_status=200)
+                r.update(series=series, h2=series != "HTTP/1.1")
+                rs.append(r)
+                run.result(r)
+                note_point(label, r)
+    rows = []
+    for series, c, m, rs in points:
+        r = median_result(rs)
+        rows.append([series, c, m, r["client"]] + client_cols(r) + [spread(rs)])
+    run.text("Closed loop: each connection sends its next request when the previous answer arrives "
+             "(HTTP/2: up to *streams* requests in flight per connection). "
+             f"{args.repeat} run(s) per point; the row is the median run, *spread* is (max − min) / median "
+             "of the throughput over the runs.", "", STANDARD_NOTE, "")
+    run.table(["protocol", "connections", "streams", "client"] + report.CLIENT_COLS + ["spread"], rows)
+    tput, p99 = {}, {}
+    for series, c, m, rs in points:
+        tput.setdefault(series, []).append((c * m, [r["rps"] for r in rs]))
+        p99.setdefault(series + " (client)", []).append((c * m, [r["p99"] for r in rs]))
+        p99.setdefault(series + " (server)", []).append((c * m, [r["srv_p99"] for r in rs]))
+    chart(run.dir / "throughput.png", "Throughput vs requests in flight (connections × streams)",
+          "requests in flight", "requests/s", tput, xlog="log")
+    run.image("throughput.png", "throughput")
+    chart(run.dir / "p99.png", "p99 latency, client and server view", "requests in flight", "ms", p99,
+          xlog="log")
+    run.image("p99.png", "p99")
+    best = max((median_result(rs) for s, c, m, rs in points if s == "HTTP/1.1"), key=lambda r: r["rps"])
+    return (f"sweep: HTTP/1.1 peak {best['rps']:,.0f} req/s at {best['conns']} connections "
+            f"({best['srv_us_per_req']:.2f} server µs/req, limited by {best['limit']})")
+
+
+# ---------------------------------------------------------------- latency
+
+def latency(args, run):
+    layout = Layout(args, scaling=False)
+    with Server(args.bin, env=server_env(args), cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        sat = measure(layout.load(conns=64, seconds=args.duration), server.url, [server], "saturation",
+                      raw_dir=run.raw_dir, expect_status=200)
+        note_point("saturation", sat)
+        run.text(f"Saturation (closed loop, {sat['client']}, 64 connections): {sat['rps']:,.0f} requests/s, "
+                 f"limited by {sat['limit']}.", "")
+        rows, series = [], {}
+        for share in args.rates:
+            rate = int(sat["rps"] * share / 100)
+            rs = []
+            for rep in range(args.repeat):
+                load = layout.load(client="oha", conns=64, rate=rate, seconds=args.duration)
+                label = f"{share}pct rep {rep + 1}/{args.repeat}"
+                r = measure(load, server.url, [server], label, raw_dir=run.raw_dir, expect_status=200)
+                r.update(share=share, target=rate)
+                rs.append(r)
+                run.result(r)
+                note_point(label, r)
+            r = median_result(rs)
+            rows.append([f"{share} %", f"{rate:,}", fmt(r["rps"], 0), fmt(r["p50"]), fmt(r["p90"]), fmt(r["p99"]),
+                         fmt(r["p999"]), srv_ms(r["srv_p50"]), srv_ms(r["srv_p99"]), srv_ms(r["srv_p999"]),
+                         fmt(r["srv_us_per_req"]), pct(r["gen_busy"]), limit_cell(r), spread(rs, "p99")])
+            for key, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+                series.setdefault(f"client {name}", []).append((rate, [x[key] for x in rs]))
+            series.setdefault("server p99", []).append((rate, [x["srv_p99"] for x in rs]))
+    run.text("Open loop (`oha -q RATE --latency-correction`, 64 connections): requests are sent on a schedule, "
+             "and client latencies are measured from the scheduled time (corrected for coordinated omission). "
+             "A row whose generator is client-bound measures oha's queueing as much as the server. "
+             "*spread* is over the client p99 of the runs.", "", STANDARD_NOTE, "")
+    run.table(["load", "target rps", "achieved rps", "client p50 ms", "client p90 ms", "client p99 ms",
+               "client p99.9 ms", "server p50 ms", "server p99 ms", "server p99.9 ms", "server CPU µs/req",
+               "gen busy", "limited by", "spread"], rows)
+    chart(run.dir / "latency.png", "Latency percentiles vs request rate (open loop)", "requests/s", "ms", series)
+    run.image("latency.png", "latency")
+    return f"latency: saturation {sat['rps']:,.0f} req/s ({sat['limit']}); see latency/summary.md per rate"
+
+
+# ---------------------------------------------------------------- scaling (workers, replicas)
+
+def usl_section(run, name, unit, points, chart_name, extra_series=None):
+    f = usl.fit(points)
+    run.data.setdefault("usl", {})[name] = f
+    ns = sorted({n for n, _ in points})
+    series = {"measured": [(n, [x for m, x in points if m == n]) for n in ns]}
+    if not math.isnan(f.get("sigma", float("nan"))):
+        grid = list(range(1, max(ns) + 1)) if max(ns) > 1 else ns
+        series["USL fit"] = [(n, [float(usl.usl(n, f["lam"], f["sigma"], f["kappa"]))]) for n in grid]
+        series["linear (λN)"] = [(n, [f["lam"] * n]) for n in grid]
+    chart(run.dir / chart_name, f"Throughput vs {unit}s, with the USL fit", unit + "s", "requests/s", series,
+          xlog="linear", ylog="linear", ylim0=True)
+    run.image(chart_name, f"{name} scaling")
+    run.text(f"**USL fit ({name})**: {usl.describe(f, unit)}.", "")
+    return f
+
+
+TWO_CPUS = ("**What {cpus} CPUs can and cannot show.** The service, the load generator{lb} and everything "
+            "else on the machine share {cpus} cores, so beyond N = 1 the servers cannot get cores of their own: "
+            "the throughput curve measures how the machine's cores are divided, not how the design would scale "
+            "on idle cores, and σ above absorbs that competition (it is not the service's serialized fraction). "
+            "What these points can show: the server CPU per request as N grows — flat means adding "
+            "workers/replicas adds no per-request cost (no lock or cache-line contention between them); a rise "
+            "is the cost of contention or of oversubscribed cores. What they cannot show: whether N workers on "
+            "N idle cores give N× the throughput; that needs a machine with more cores than server + generator "
+            "use. The per-core design claim rests on the contention benchmark instead (below).")
+
+
+def contention_section(run):
+    bench = ROOT / "benches" / "contention.rs"
+    crit = ROOT / "target" / "criterion"
+    if not bench.exists():
+        run.text("**Contention benchmark**: `benches/contention.rs` (recording metrics from 2 threads at once, "
+                 "`cargo bench --bench contention`) is not in this tree yet; it is the evidence the per-core "
+                 "design claim should rest on, and its figure belongs here once it exists.", "")
+        return
+    run.text("**Contention benchmark** (`cargo bench --bench contention`: metrics recorded from 2 threads at "
+             "once vs 1): the evidence for the per-core design claim, since 2 shared CPUs cannot show "
+             "throughput scaling.", "")
+    found = sorted(crit.glob("contention*/**/new/estimates.json")) if crit.exists() else []
+    if not found:
+        run.text("(no criterion results under target/criterion/contention*: run `cargo bench --bench "
+                 "contention` before `loadtest/run workers` to include its figures)", "")
+        return
+    import json
+    rows = []
+    for p in found:
+        est = json.loads(p.read_text())
+        name = str(p.parent.parent.relative_to(crit))
+        rows.append([name, fmt(est["mean"]["point_estimate"], 1), fmt(est["median"]["point_estimate"], 1)])
+    run.table(["benchmark", "mean ns", "median ns"], rows)
+
+
+def workers(args, run):
+    layout = Layout(args, scaling=True)
+    header(run, layout)
+    results, points = [], {}
+    runtimes = args.runtimes
+    for rep in range(args.repeat):
+        for rt in runtimes:
+            for w in range(1, args.max_workers + 1):
+                with Server(args.bin, env=server_env(args, {"RUNTIME": rt}), cpus=layout.server, workers=w) as s:
+                    label = f"{rt} WORKERS={w} rep {rep + 1}/{args.repeat}"
+                    r = measure(layout.load(conns=args.scale_conns, seconds=args.duration), s.url, [s], label,
+                                raw_dir=run.raw_dir, expect_status=200)
+                r.update(workers=w, runtime=rt)
+                results.append(r)
+                run.result(r)
+                points.setdefault(rt, []).append((w, r["rps"]))
+                note_point(label, r)
+    run.text(f"Closed loop, {args.scale_conns} connections, {results[0]['client']}; one server per point, "
+             f"WORKERS = 1 .. {args.max_workers}, {args.repeat} run(s) each. *machine busy* is all CPUs "
+             "(/proc/stat), *other cores* the CPU used by processes that are not part of the run.", "",
+             STANDARD_NOTE, "")
+    rows = []
+    for rt in runtimes:
+        base = None
+        for w in range(1, args.max_workers + 1):
+            rs = [r for r in results if r["workers"] == w and r["runtime"] == rt]
+            r = median_result(rs)
+            base = base or r["rps"]
+            rows.append([rt, w, fmt(r["rps"], 0), fmt(r["rps"] / base), spread(rs), fmt(r["srv_us_per_req"]),
+                         fmt(r["srv_busy"]), pct(r["gen_busy"]), pct(r["machine_busy"]), fmt(r["other_cores"]),
+                         fmt(r["p99"]), srv_ms(r["srv_p99"]), limit_cell(r)])
+    run.table(["runtime", "workers", "rps", "vs 1", "spread", "server CPU µs/req", "server cores", "gen busy",
+               "machine busy", "other cores", "client p99 ms", "server p99 ms", "limited by"], rows)
+    chart(run.dir / "workers-cpu.png", "Server CPU per request vs WORKERS", "workers", "µs per request",
+          {rt: [(w, [r["srv_us_per_req"] for r in results if r["workers"] == w and r["runtime"] == rt])
+                for w in range(1, args.max_workers + 1)] for rt in runtimes}, xlog="linear", ylim0=True)
+    run.image("workers-cpu.png", "CPU per request")
+    fits = {rt: usl_section(run, f"workers, {rt}", "worker", points[rt], f"workers-usl-{rt}.png")
+            for rt in runtimes}
+    run.text(TWO_CPUS.format(cpus=CPUS, lb=""), "")
+    contention_section(run)
+    f = fits[runtimes[0]]
+    bound = sorted({r["limit"] for r in results})
+    return f"workers: {usl.describe(f, 'worker')}; limits seen: {', '.join(bound)}"
+
+
+def replicas(args, run):
+    layout = Layout(args, scaling=True)
+    cfg, cfg_note = cluster.haproxy_config(args.haproxy_cfg)
+    run.data["haproxy_config"] = cfg_note
+    header(run, layout, extra=f"; HAProxy config: {cfg_note}")
+    results, points = [], []
+    for rep in range(args.repeat):
+        for n in range(1, args.max_replicas + 1):
+            with cluster.Cluster(args.bin, n, cfg, env=server_env(args), server_cpus=layout.server,
+                                 lb_cpus=None) as cl:
+                label = f"replicas={n} rep {rep + 1}/{args.repeat}"
+                r = measure(layout.load(conns=args.scale_conns, seconds=args.duration), cl.url, cl.replicas,
+                            label, extra_pids=[cl.lb_pid], raw_dir=run.raw_dir, expect_status=200)
+                settings = settings_md(cl.replicas[0])
+            r.update(replicas=n, lb_us_per_req=(r["lb_cpu_s"] or 0) * 1e6 / max(1, r["srv_requests"]))
+            results.append(r)
+            run.result(r)
+            points.append((n, r["rps"]))
+            note_point(label, r)
+    run.text(f"Replicas (each: {settings}) on 127.0.0.2, 127.0.0.3, ... one port; a dnsmasq started here answers "
+             f"the service name with one A record per replica; HAProxy runs the config above with GS_BIND, "
+             f"GS_STATS_BIND, GS_SERVICE, GS_PORT and GS_RESOLVER pointing at them. Closed loop, "
+             f"{args.scale_conns} keep-alive connections to HAProxy, {results[0]['client']}.", "", STANDARD_NOTE,
+             "HAProxy CPU µs/req is the balancer's own CPU per request.", "")
+    rows = []
+    base = None
+    for n in range(1, args.max_replicas + 1):
+        rs = [r for r in results if r["replicas"] == n]
+        r = median_result(rs)
+        base = base or r["rps"]
+        rows.append([n, fmt(r["rps"], 0), fmt(r["rps"] / base), spread(rs), fmt(r["srv_us_per_req"]),
+                     fmt(r["lb_us_per_req"]), fmt(r["srv_busy"]), pct(r["gen_busy"]), pct(r["machine_busy"]),
+                     fmt(r["other_cores"]), fmt(r["p99"]), srv_ms(r["srv_p99"]), limit_cell(r)])
+    run.table(["replicas", "rps", "vs 1", "spread", "server CPU µs/req", "HAProxy CPU µs/req", "server cores",
+               "gen busy", "machine busy", "other cores", "client p99 ms", "server p99 ms", "limited by"], rows)
+    f = usl_section(run, "replicas", "replica", points, "replicas-usl.png")
+    run.text(TWO_CPUS.format(cpus=CPUS, lb=", HAProxy"), "")
+    head = f"replicas: {usl.describe(f, 'replica')}"
+    if not args.no_failover:
+        run.text("", "## Failover", "")
+        outs = [failover_one(args, run, cfg, layout, sig) for sig in (signal.SIGTERM, signal.SIGKILL)]
+        head += "; failover: " + "; ".join(outs)
+    return head
+
+
+def failover(args, run):
+    layout = Layout(args, scaling=True)
+    cfg, cfg_note = cluster.haproxy_config(args.haproxy_cfg)
+    run.data["haproxy_config"] = cfg_note
+    header(run, layout, extra=f"; HAProxy config: {cfg_note}")
+    outs = [failover_one(args, run, cfg, layout, sig) for sig in (signal.SIGTERM, signal.SIGKILL)]
+    return "failover: " + "; ".join(outs)
+
+
+def failover_one(args, run, cfg, layout, sig):
+    """Two replicas behind HAProxy under keep-alive load; one is signalled mid-run."""
+    name = "SIGTERM" if sig == signal.SIGTERM else "SIGKILL"
+    env = server_env(args, {"SHUTDOWN_DELAY": args.shutdown_delay} if sig == signal.SIGTERM else {})
+    seconds = args.failover_seconds
+    at = seconds / 3
+    state = {}
+    with cluster.Cluster(args.bin, args.failover_replicas, cfg, env=env, server_cpus=layout.server) as cl:
+        victim = cl.replicas[0]
+        b0 = cl.backend_stats()
+
+        def tick(elapsed):
+            if "signalled" in state:
+                return
+            # Sample what is in flight on the victim right before the signal.
+            if elapsed >= at - 0.3 and "pre" not in state:
+                state["pre"] = True
+                try:
+                    state["victim_conns"] = int(Scrape.of(victim).gauges.get("http_connections_open", -1))
+                except OSError:
+                    state["victim_conns"] = -1
+                st = cl.stats().get(victim.host, {})
+                state["scur"] = int(st.get("scur") or 0)
+                state["victim_served_before"] = int(st.get("stot") or 0)
+            if elapsed >= at:
+                st = cl.stats().get(victim.host, {})
+                state["scur"] = max(state.get("scur", 0), int(st.get("scur") or 0))
+                try:
+                    state["victim_conns"] = max(state.get("victim_conns", -1),
+                                                int(Scrape.of(victim).gauges.get("http_connections_open", -1)))
+                except OSError:
+                    pass
+                victim.send(sig)
+                state["signalled"] = time.time()
+                print(f"  [{name}] sent to replica {victim.host} at {elapsed:.1f}s "
+                      f"(HAProxy sessions on it: {state['scur']}, its open connections: {state['victim_conns']})",
+                      flush=True)
+
+        load = layout.load(client="oha", conns=args.failover_conns, rate=args.failover_rate, seconds=seconds)
+        r = measure(load, cl.url, cl.replicas, f"failover {name}", extra_pids=[cl.lb_pid], raw_dir=run.raw_dir,
+                    on_tick=tick, progress=seconds >= 20)
+        b1 = cl.backend_stats()
+        vst = cl.stats().get(victim.host, {})
+        try:
+            victim.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
             pass
+        exit_code = victim.proc.returncode
+        shut = victim.shutdown_line()
 
-    @property
-    def url(self):
-        return f"http://{self.addr}"
-
-    def rss_kib(self):
-        return proc_status(self.pid, "VmRSS")
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def cpu_seconds(self):
-        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def proc_status(pid, key):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def oha(url, duration=None, requests=None, conns=64, rate=None, http2=False, body=BODY,
-        method="POST", content_type="application/json", expect_ok=True):
-    """Runs oha (pinned to the load CPU) and returns its JSON summary plus a digest."""
-    cmd = ["oha", "--no-tui", "--output-format", "json", "-c", str(conns), "-m", method]
-    if duration:
-        cmd += ["-z", duration]
-    if requests:
-        cmd += ["-n", str(requests)]
-    if rate:
-        cmd += ["-q", str(rate), "--latency-correction"]
-    if http2:
-        cmd += ["--http2"]
-    if body is not None:
-        cmd += ["-H", f"content-type: {content_type}", "-d", body]
-    out = subprocess.run(pinned(cmd + [url], LOAD_CPU), capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        raise Failure(f"oha failed: {out.stderr.strip()[:300]}")
-    raw = json.loads(out.stdout)
-    statuses = {int(k): v for k, v in raw.get("statusCodeDistribution", {}).items()}
-    # Requests still in flight when -z ends are reported as aborted: not errors.
-    errors = {k: v for k, v in (raw.get("errorDistribution") or {}).items() if "deadline" not in k}
-    pct = raw.get("latencyPercentiles", {})
-    digest = {
-        "rps": raw["summary"]["requestsPerSec"],
-        "p50_ms": (pct.get("p50") or 0) * 1e3,
-        "p90_ms": (pct.get("p90") or 0) * 1e3,
-        "p99_ms": (pct.get("p99") or 0) * 1e3,
-        "p999_ms": (pct.get("p99.9") or 0) * 1e3,
-        "statuses": statuses,
-        "errors": errors,
-        "requests": sum(statuses.values()),
-    }
-    if expect_ok:
-        bad = {s: n for s, n in statuses.items() if not 200 <= s < 300}
-        if bad or errors:
-            raise Failure(f"non-2xx {bad} or connection errors {errors} for {url}")
-    return raw, digest
+    failed = sum(v for k, v in r["statuses"].items() if not 200 <= k < 300) + sum(r["errors"].values())
+    retries = int(b1.get("wretr") or 0) - int(b0.get("wretr") or 0)
+    redisp = int(b1.get("wredis") or 0) - int(b0.get("wredis") or 0)
+    in_flight = state.get("victim_conns", -1)
+    row = {"signal": name, "requests": r["requests"], "failed": failed, "errors": r["errors"],
+           "non_2xx": {k: v for k, v in r["statuses"].items() if not 200 <= k < 300},
+           "haproxy_sessions_on_victim": state.get("scur"), "victim_open_connections": in_flight,
+           "retries": retries, "redispatches": redisp, "victim_exit": exit_code, "victim_shutdown": shut,
+           "victim_status_after": vst.get("status"), "rate": args.failover_rate, "conns": args.failover_conns,
+           "seconds": seconds, "signal_at_s": round(at, 1), "client_p99": r["p99"], "client_max_ms": r.get("max")}
+    run.data.setdefault("failover", []).append(row)
+    run.result(r)
+    print(f"  [{name}] requests {r['requests']:,}, failed {failed} ({r['errors']} "
+          f"{row['non_2xx']}), HAProxy retries {retries}, redispatches {redisp}", flush=True)
+    run.text(f"### {name} to one of {args.failover_replicas} replicas", "",
+             f"oha, {args.failover_conns} keep-alive connections to HAProxy at {args.failover_rate:,} requests/s "
+             f"(open loop) for {seconds} s; replica {victim.host} gets {name} at {at:.1f} s" +
+             (f" with SHUTDOWN_DELAY={args.shutdown_delay} (it keeps serving with /readyz 503 while HAProxy's "
+              f"health check takes it out, then drains)." if sig == signal.SIGTERM else
+              " (no drain: its connections are reset)."), "")
+    run.table(["requests", "failed", "in flight on it (HAProxy sessions)", "its open connections (bound)",
+               "HAProxy retries", "redispatches", "replica exit", "shutdown log", "client p99 ms", "limited by"],
+              [[f"{r['requests']:,}", failed, state.get("scur", "-"), in_flight, retries, redisp,
+                exit_code, f"drained {shut['drained']}, cut {shut['cut']}" if shut else "-", fmt(r["p99"]),
+                limit_cell(r)]])
+    if sig == signal.SIGTERM:
+        run.check("failover SIGTERM: no failed request", failed == 0,
+                  f"{failed} failed of {r['requests']:,} (errors {r['errors']}, non-2xx {row['non_2xx']})")
+        run.check("failover SIGTERM: the replica exited 0 after draining", exit_code == 0,
+                  f"exit {exit_code}, {shut}")
+    else:
+        bound = in_flight if in_flight >= 0 else args.failover_conns
+        run.check("failover SIGKILL: failed ≤ requests in flight on the killed replica", failed <= bound,
+                  f"{failed} failed of {r['requests']:,}; in flight ≤ {bound} (its open connections just before "
+                  f"the kill; HAProxy sessions on it {state.get('scur')}); HAProxy retried {retries}")
+    run.check(f"failover {name}: the run reached the requested rate within 5 %",
+              r["rps"] >= 0.95 * args.failover_rate, f"{r['rps']:,.0f} of {args.failover_rate:,} requests/s")
+    return f"{name}: {failed} failed of {r['requests']:,}"
 
 
-# ---------------------------------------------------------------- results
+# ---------------------------------------------------------------- connections
 
-class Run:
-    """One scenario's output folder and its record of the machine and the command."""
-
-    def __init__(self, scenario, args):
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.dir = RESULTS / f"{stamp}-{scenario}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.scenario = scenario
-        self.lines = [f"# {scenario}", "", machine_facts(args), ""]
-
-    def raw(self, name, data):
-        (self.dir / f"{name}.json").write_text(json.dumps(data, indent=1))
-
-    def text(self, *lines):
-        self.lines.extend(lines)
-
-    def table(self, header, rows):
-        self.lines.append("| " + " | ".join(header) + " |")
-        self.lines.append("|" + "---|" * len(header))
-        for row in rows:
-            self.lines.append("| " + " | ".join(str(c) for c in row) + " |")
-        self.lines.append("")
-
-    def chart(self, name, title, xlabel, ylabel, series, logx=False):
-        (self.dir / f"{name}.svg").write_text(svg.line_chart(title, xlabel, ylabel, series, logx=logx))
-        self.lines.append(f"![{title}]({name}.svg)")
-        self.lines.append("")
-
-    def finish(self):
-        (self.dir / "summary.md").write_text("\n".join(self.lines) + "\n")
-        print(f"results: {self.dir.relative_to(ROOT)}")
-
-
-def tool_version(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001 - a missing tool is reported as such
-        return "not found"
-
-
-def machine_facts(args):
-    model = "unknown"
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    return "\n".join([
-        f"- machine: {model}, {CPUS} CPUs, kernel {platform.release()}",
-        f"- commit: {commit or 'unknown'}; tools: {tool_version(['oha', '--version'])}, "
-        f"{tool_version(['k6', 'version'])}, {tool_version(['haproxy', '-v'])}",
-        f"- command: `loadtest/run {' '.join(sys.argv[1:])}`",
-        f"- pinning: server CPU {SERVER_CPU}, load generator CPU {LOAD_CPU}" if SERVER_CPU else
-        "- pinning: none (one CPU)",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-    ])
-
-
-def fmt(x, digits=2):
-    return f"{x:,.{digits}f}"
-
-
-# ---------------------------------------------------------------- scenarios
-
-def sweep(args):
-    run = Run("sweep", args)
-    rows, series = [], {"HTTP/1.1": [], "h2c": []}
-    p99 = {"HTTP/1.1": [], "h2c": []}
-    with Server() as server:
-        for proto in ("HTTP/1.1", "h2c"):
-            for c in args.concurrency:
-                raw, d = oha(server.url + "/greet", duration=args.duration, conns=c, http2=proto == "h2c")
-                run.raw(f"oha-{proto.replace('/', '')}-c{c}", raw)
-                rows.append([proto, c, fmt(d["rps"], 0), fmt(d["p50_ms"]), fmt(d["p99_ms"]), fmt(d["p999_ms"])])
-                series[proto].append((c, d["rps"]))
-                p99[proto].append((c, d["p99_ms"]))
-    run.table(["protocol", "connections", "rps", "p50 ms", "p99 ms", "p99.9 ms"], rows)
-    run.chart("throughput", "Throughput vs concurrency", "connections", "requests/s", series, logx=True)
-    run.chart("p99", "p99 latency vs concurrency", "connections", "ms", p99, logx=True)
-    run.finish()
-
-
-def saturation(server, duration):
-    _, d = oha(server.url + "/greet", duration=duration, conns=64)
-    return d["rps"]
-
-
-def latency(args):
-    run = Run("latency", args)
-    with Server() as server:
-        sat = saturation(server, args.duration)
-        run.text(f"Saturation (64 connections, closed loop): {fmt(sat, 0)} requests/s", "")
-        rows, series = [], {"p50": [], "p90": [], "p99": [], "p99.9": []}
-        for share in (25, 50, 80, 95):
-            rate = int(sat * share / 100)
-            raw, d = oha(server.url + "/greet", duration=args.duration, conns=64, rate=rate)
-            run.raw(f"oha-{share}pct", raw)
-            rows.append([f"{share} %", rate, fmt(d["rps"], 0), fmt(d["p50_ms"]), fmt(d["p90_ms"]),
-                         fmt(d["p99_ms"]), fmt(d["p999_ms"])])
-            for key, name in (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
-                series[name].append((rate, d[key]))
-    run.text("Open loop (`oha -q RATE --latency-correction`, 64 connections): latencies are "
-             "corrected for coordinated omission.", "")
-    run.table(["load", "target rps", "achieved rps", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms"], rows)
-    run.chart("latency", "Latency percentiles vs request rate", "requests/s", "ms", series)
-    run.finish()
-
-
-def workers(args):
-    run = Run("workers", args)
-    rows, series = [], {"rps": []}
-    for w in range(1, CPUS + 1):
-        # Not pinned: the workers need CPUs of their own; the load generator shares them.
-        with Server(workers=w, cpu=None) as server:
-            raw, d = oha(server.url + "/greet", duration=args.duration, conns=64)
-            run.raw(f"oha-workers{w}", raw)
-            rows.append([w, fmt(d["rps"], 0), fmt(d["p99_ms"])])
-            series["rps"].append((w, d["rps"]))
-    base = series["rps"][0][1]
-    run.text("Server and load generator share the machine's CPUs here, so the scaling "
-             "per core is understated: with 2 CPUs, a second worker competes with oha.", "")
-    run.table(["workers", "rps", "p99 ms", "vs 1 worker"],
-              [r + [fmt(series["rps"][i][1] / base)] for i, r in enumerate(rows)])
-    run.chart("workers", "Throughput vs WORKERS", "workers", "requests/s", series)
-    run.finish()
-
-
-HAPROXY = """global
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-    retries 2
-    option redispatch
-    retry-on conn-failure empty-response response-timeout
-frontend http
-    bind 127.0.0.1:{port}
-    default_backend greeting
-backend greeting
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-    default-server inter 500ms fall 1 rise 1 check
-{servers}
-"""
-
-
-class Balancer:
-    """HAProxy (Debian) in front of the given servers, config generated here."""
-
-    def __init__(self, servers, cpu=LOAD_CPU):
-        self.port = free_port()
-        self.cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-        lines = "\n".join(f"    server r{i} {s.addr}" for i, s in enumerate(servers))
-        self.cfg.write(HAPROXY.format(port=self.port, servers=lines))
-        self.cfg.close()
-        self.proc = subprocess.Popen(pinned(["haproxy", "-db", "-f", self.cfg.name], cpu),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        time.sleep(1.2)  # first health checks
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        os.unlink(self.cfg.name)
-
-
-def replicas(args):
-    run = Run("replicas", args)
-    rows, series, p99 = [], {"rps": []}, {"p99": []}
-    for n in range(1, max(2, CPUS) + 1):
-        servers = [Server(cpu=None) for _ in range(n)]
-        lb = Balancer(servers, cpu=None)
-        try:
-            raw, d = oha(lb.url + "/greet", duration=args.duration, conns=64)
-            run.raw(f"oha-replicas{n}", raw)
-            rows.append([n, fmt(d["rps"], 0), fmt(d["p99_ms"])])
-            series["rps"].append((n, d["rps"]))
-            p99["p99"].append((n, d["p99_ms"]))
-        finally:
-            lb.stop()
-            for s in servers:
-                s.stop()
-    run.table(["replicas", "rps", "p99 ms"], rows)
-    run.chart("replicas", "Throughput vs replicas (behind HAProxy)", "replicas", "requests/s", series)
-    run.chart("replicas-p99", "p99 vs replicas", "replicas", "ms", p99)
-    # Failure: two replicas, one killed (SIGKILL, no drain) in the middle of a run.
-    servers = [Server(cpu=None) for _ in range(2)]
-    lb = Balancer(servers, cpu=None)
-    try:
-        outcome = kill_one_under_load(lb, servers[0], args.failover_seconds)
-    finally:
-        lb.stop()
-        for s in servers:
-            s.stop()
-    run.raw("failover", outcome)
-    run.text("", "### One replica killed mid-run", "",
-             f"Two replicas; a client sends requests one after another for {args.failover_seconds} s "
-             f"and replica 0 is killed with SIGKILL at the midpoint (no graceful drain).", "")
-    run.table(["requests", "failed", "first failure after kill (s)", "last failure after kill (s)"],
-              [[outcome["requests"], outcome["failed"], outcome["first_failure_s"], outcome["recovered_after_s"]]])
-    run.text("HAProxy retries a request whose connection was refused or reset on the other "
-             "replica (`retry-on conn-failure empty-response`) and marks the dead one down "
-             "after one failed check (500 ms), so a client sees few or no errors.")
-    run.finish()
-
-
-def kill_one_under_load(lb, victim, seconds):
-    req = (b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 15\r\n\r\n" + BODY.encode())
-    start = time.time()
-    kill_at = start + seconds / 2
-    killed = None
-    failures, total = [], 0
-    while time.time() - start < seconds:
-        if killed is None and time.time() >= kill_at:
-            victim.proc.kill()
-            killed = time.time()
-        total += 1
-        try:
-            with socket.create_connection(("127.0.0.1", lb.port), timeout=5) as s:
-                s.sendall(req)
-                data = s.recv(4096)
-            if not data.startswith(b"HTTP/1.1 200"):
-                failures.append(time.time())
-        except OSError:
-            failures.append(time.time())
-    after = [t - killed for t in failures if killed and t >= killed]
-    return {
-        "requests": total,
-        "failed": len(failures),
-        "first_failure_s": round(after[0], 3) if after else "-",
-        "recovered_after_s": round(after[-1], 3) if after else 0,
-    }
-
-
-def connections(args):
-    run = Run("connections", args)
-    import resource
+def connections(args, run):
+    layout = Layout(args, scaling=False)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.idle + 2000), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 4096)), hard))
     req = (b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: 15\r\n\r\n" + BODY.encode())
-    # Above the idle connections plus the load generator's: at the default cap
-    # (10,000) the load generator's connections would wait for a slot.
-    with Server(env={"MAX_CONNECTIONS": str(args.idle + 1000)}) as server:
-        _, before_load = oha(server.url + "/greet", duration=args.duration, conns=64)
+    env = server_env(args, {"MAX_CONNECTIONS": str(args.idle + 2000)})
+    with Server(args.bin, env=env, cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        before = measure(layout.load(conns=64, seconds=args.duration), server.url, [server], "before",
+                         raw_dir=run.raw_dir, expect_status=200)
+        note_point("without idle connections", before)
         time.sleep(0.5)
-        rss_before = server.rss_kib()
+        rss0, fds0 = server.rss_kib(), server.fds()
         socks = []
-        for _ in range(args.idle):
-            s = socket.create_connection(("127.0.0.1", server.port))
+        t0 = time.time()
+        for i in range(args.idle):
+            s = socket.create_connection((server.host, server.port))
             s.sendall(req)
             if not s.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise Failure("idle connection setup failed")
             socks.append(s)
+            if (i + 1) % 2000 == 0:
+                print(f"  [connections] {i + 1:,} idle connections open ({time.time() - t0:.0f}s)", flush=True)
         time.sleep(1)
-        rss_after = server.rss_kib()
-        raw, during = oha(server.url + "/greet", duration=args.duration, conns=64)
-        run.raw("oha-with-idle", raw)
+        rss1 = server.rss_kib()
+        during = measure(layout.load(conns=64, seconds=args.duration), server.url, [server], "with idle",
+                         raw_dir=run.raw_dir, expect_status=200)
+        note_point(f"with {args.idle:,} idle connections", during)
+        served = 0
         for s in socks[:: max(1, len(socks) // 100)]:
             s.sendall(req)
-            if not s.recv(4096).startswith(b"HTTP/1.1 200"):
-                raise Failure("an idle connection was not served")
+            if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                served += 1
         for s in socks:
             s.close()
-    per = (rss_after - rss_before) / max(1, args.idle)
-    run.table(["idle connections", "RSS before KiB", "RSS with them KiB", "KiB per connection",
-               "rps before", "rps with them open"],
-              [[args.idle, rss_before, rss_after, fmt(per), fmt(before_load["rps"], 0), fmt(during["rps"], 0)]])
-    run.finish()
+        deadline = time.time() + 10
+        while server.fds() > fds0 + 5 and time.time() < deadline:
+            time.sleep(0.1)
+        fds_end = server.fds()
+    run.result(before)
+    run.result(during)
+    per = (rss1 - rss0) / max(1, args.idle)
+    run.text(f"{args.idle:,} keep-alive connections, each after one request, held open while the "
+             "throughput is measured again.", "", STANDARD_NOTE, "")
+    run.table(["idle connections", "RSS before KiB", "RSS with them KiB", "KiB per connection", "fds with them",
+               "fds after close"], [[f"{args.idle:,}", f"{rss0:,}", f"{rss1:,}", fmt(per), fds0 + args.idle, fds_end]])
+    run.table(["", "client"] + report.CLIENT_COLS,
+              [["without", before["client"]] + client_cols(before), ["with idle", during["client"]] + client_cols(during)])
+    run.check("idle connections still served", served == len(socks[:: max(1, len(socks) // 100)]),
+              f"{served} sampled idle connections answered 200")
+    run.check("fds back to baseline after the idle connections close", fds_end <= fds0 + 2,
+              f"{fds0} before, {fds_end} after")
+    return (f"connections: {per:.1f} KiB per idle connection; {during['rps']:,.0f} vs {before['rps']:,.0f} "
+            f"req/s with/without {args.idle:,} idle")
 
 
-def histogram_p99(before, after):
-    """p99 in ms from the delta of the /greet duration histogram between scrapes."""
-    deltas = sorted((le, after.get(le, 0) - before.get(le, 0)) for le in after)
-    total = deltas[-1][1] if deltas else 0
-    if total <= 0:
-        return 0.0
-    for le, count in deltas:
-        if count >= 0.99 * total:
-            return le * 1e3 if le != float("inf") else float("nan")
-    return float("nan")
+# ---------------------------------------------------------------- soak
+
+def soak_windows(args, layout, server, rate, window):
+    """The soak's load: back-to-back oha windows of `window` seconds, each started on
+    schedule (t0 + k × window) while the previous one finishes its last requests, so
+    the rate has no gaps; oha keeps every result in memory, and windows keep that
+    bounded for a soak of any length. After each window: its client percentiles and
+    errors, and the server's own view of the same interval (a /metrics scrape at each
+    window boundary, CPU from /proc, RSS, fds)."""
+    tmp = Path(tempfile.mkdtemp(prefix="loadtest-soak-"))
+    t0 = time.time()
+    t_end = t0 + args.soak
+    starts, k = [], 0
+    running = {}  # pid -> (k, Popen, file, start)
+    finished = {}  # k -> client digest
+    boundary = {0: (Scrape.of(server), server.cpu(), t0)}
+    samples, results = [], []
+    total_req = 0
+    next_start = t0
+    last_end = t0
+    printed = 0
+    while True:
+        now = time.time()
+        if next_start is not None and now >= next_start:
+            secs = min(window, t_end - next_start)
+            if secs >= 1:
+                load = layout.load(client="oha", conns=args.soak_conns, rate=rate, seconds=round(secs, 2))
+                cmd = load.commands(server.url, tmp)[0]
+                out = open(tmp / f"w{k}.json", "w+")
+                p = subprocess.Popen(pinned(cmd, load.cpus), stdout=out, stderr=subprocess.STDOUT)
+                running[p.pid] = (k, p, out, now, load)
+                if k > 0:
+                    boundary[k] = (Scrape.of(server), server.cpu(), now)
+                starts.append(now)
+                k += 1
+                next_start += secs
+                if next_start >= t_end - 1:
+                    next_start = None
+            else:
+                next_start = None
+        for pid in list(running):
+            got, status, ru = os.wait4(pid, os.WNOHANG)
+            if got != pid:
+                continue
+            i, p, out, start, load = running.pop(pid)
+            end = time.time()
+            last_end = max(last_end, end)
+            out.seek(0)
+            text = out.read()
+            out.close()
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise Failure(f"oha failed in soak window {i}: {text[-500:]}")
+            d = parse_oha(text)
+            if args.raw_windows:
+                Path(args.raw_windows).mkdir(parents=True, exist_ok=True)
+                (Path(args.raw_windows) / f"window-{i:04d}.json").write_text(text)
+            d["gen_cpu_s"] = ru.ru_utime + ru.ru_stime
+            d["wall_s"] = end - start
+            d["gen_busy"] = d["gen_cpu_s"] / (d["wall_s"] * load.cores())
+            finished[i] = d
+        # A window's line is printed once the window is done and the next boundary scraped.
+        while printed in finished and (printed + 1 in boundary or (next_start is None and not running)):
+            i = printed
+            d = finished[i]
+            if i + 1 not in boundary:
+                boundary[i + 1] = (Scrape.of(server), server.cpu(), time.time())
+            (sb, cb, tb), (sa, ca, ta) = boundary[i], boundary[i + 1]
+            srv = ServerDelta([sb], [sa])
+            errors = sum(d["errors"].values()) + sum(v for c, v in d["statuses"].items() if not 200 <= c < 300) \
+                + sum(v for c, v in srv.statuses.items() if not str(c).startswith("2"))
+            total_req += d["requests"]
+            srv_cpu = (ca or 0) - (cb or 0)
+            sample = {"t": round(ta - t0, 1), "requests": d["requests"], "errors": errors,
+                      "rps": d["requests"] / d["seconds"], "rss_kib": server.rss_kib(), "fds": server.fds(),
+                      "p50": d["p50"], "p99": d["p99"], "p999": d["p999"],
+                      "srv_requests": srv.requests, "srv_p50": srv.quantile_ms(0.5), "srv_p99": srv.quantile_ms(0.99),
+                      "srv_p999": srv.quantile_ms(0.999),
+                      "srv_us_per_req": srv_cpu * 1e6 / srv.requests if srv.requests else float("nan"),
+                      "srv_busy": srv_cpu / max(1e-9, ta - tb), "gen_busy": d["gen_busy"],
+                      "client_bound": d["gen_busy"] >= 0.9, "client_errors": d["errors"]}
+            samples.append(sample)
+            results.append(d)
+            print(f"  [soak] {sample['t']:6.0f}s  requests {total_req:,} (+{d['requests']:,} at {sample['rps']:,.0f}/s), "
+                  f"errors {sum(x['errors'] for x in samples)}, RSS {sample['rss_kib']:,} KiB, fds {sample['fds']}, "
+                  f"p99 client {fmt(d['p99'])} ms / server {fmt(sample['srv_p99'], 3)} ms, "
+                  f"gen {pct(d['gen_busy'])}", flush=True)
+            printed += 1
+        if next_start is None and not running and printed >= k:
+            break
+        if time.time() > t_end + 120:
+            for _, p, _, _, _ in running.values():
+                p.kill()
+            raise Failure("soak windows did not finish")
+        time.sleep(0.02)
+    return samples, results, total_req, last_end - t0
 
 
-def scrape_buckets(url):
-    text = subprocess.run(["curl", "-fsS", url + "/metrics"], capture_output=True, text=True, timeout=5).stdout
-    buckets = {}
-    for m in re.finditer(r'http_request_duration_seconds_bucket\{route="/greet",le="([^"]+)"\} (\d+)', text):
-        le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
-        buckets[le] = int(m.group(2))
-    return buckets
-
-
-def soak(args):
-    run = Run("soak", args)
-    with Server() as server:
-        sat = saturation(server, "3s")
-        rate = int(sat * 0.5)
-        client = {}
-
-        def drive():
-            client["raw"], client["digest"] = oha(server.url + "/greet", duration=f"{args.soak}s",
-                                                  conns=64, rate=rate)
-
-        load = threading.Thread(target=drive)
-        samples = []
-        load.start()
-        t0 = time.time()
-        prev = scrape_buckets(server.url)
-        while load.is_alive():
-            time.sleep(1)
-            cur = scrape_buckets(server.url)
-            samples.append({"t": round(time.time() - t0, 1), "rss_kib": server.rss_kib(), "fds": server.fds(),
-                            "p99_ms": histogram_p99(prev, cur)})
-            prev = cur
-        load.join()
-    run.raw("samples", samples)
-    if "raw" not in client:
-        raise Failure("the soak's load generator failed")
-    run.raw("oha", client["raw"])
-    d = client["digest"]
+def soak(args, run):
+    layout = Layout(args, scaling=False)
+    window = args.soak_window
+    with Server(args.bin, env=server_env(args), cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        if args.soak_rate:
+            rate, how = args.soak_rate, "requested"
+        else:
+            probe = measure(layout.load(client="oha", conns=64, seconds=3), server.url, [server], "soak probe",
+                            expect_status=200)
+            rate, how = int(probe["rps"] * 0.5), f"50 % of oha's closed-loop {probe['rps']:,.0f}/s"
+        time.sleep(0.5)
+        rss_base, fds_base = server.rss_kib(), server.fds()
+        print(f"  [soak] {args.soak:.0f}s at {rate:,} requests/s ({how}); a window and a progress line every "
+              f"{window:.0f}s; RSS {rss_base:,} KiB, fds {fds_base}", flush=True)
+        args.raw_windows = run.raw_dir / "soak-windows"
+        samples, results, total_req, elapsed = soak_windows(args, layout, server, rate, window)
+        deadline = time.time() + 10
+        while server.fds() > fds_base and time.time() < deadline:
+            time.sleep(0.1)
+        fds_end, rss_end = server.fds(), server.rss_kib()
+    run.data["samples"] = samples
+    for r in results:
+        r.pop("output", None)
+    run.data["windows"] = results
+    achieved = total_req / elapsed
+    errors = sum(s["errors"] for s in samples)
+    rss_ref = samples[0]["rss_kib"] if samples else rss_base
+    growth = rss_end - rss_ref
     rss = [s["rss_kib"] for s in samples]
-    run.text(f"Constant load at {rate} requests/s (50 % of saturation) for {args.soak} s; one sample a second.",
-             "", f"Client side (oha, corrected for coordinated omission): {d['requests']:,} requests, "
-             f"p50 {fmt(d['p50_ms'])} ms, p99 {fmt(d['p99_ms'])} ms, p99.9 {fmt(d['p999_ms'])} ms.", "")
-    run.text("p99 here is the server's own request duration (head to response), read every "
-             "second from its /metrics histogram, so it is quantized to the bucket bounds "
-             "(10 us, 25 us, 50 us, ...); the client-side p99 is in oha's output.", "")
-    run.table(["samples", "RSS first KiB", "RSS last KiB", "RSS max KiB", "fds min-max",
-               "server p99 ms, median of seconds"],
-              [[len(samples), rss[0] if rss else 0, rss[-1] if rss else 0, max(rss) if rss else 0,
-                f"{min(s['fds'] for s in samples)}-{max(s['fds'] for s in samples)}" if samples else "-",
-                fmt(sorted(s["p99_ms"] for s in samples)[len(samples) // 2]) if samples else "-"]])
-    run.chart("soak-rss", "Resident memory during the soak", "seconds", "KiB",
-              {"RSS": [(s["t"], s["rss_kib"]) for s in samples]})
-    run.chart("soak-p99", "Server-side p99 per second (histogram bucket bound)", "seconds", "ms",
-              {"p99": [(s["t"], s["p99_ms"]) for s in samples]})
-    run.chart("soak-fds", "Open file descriptors during the soak", "seconds", "fds",
-              {"fds": [(s["t"], s["fds"]) for s in samples]})
-    run.finish()
+    p99s = sorted(s["p99"] for s in samples)
+    srv_p99s = sorted(s["srv_p99"] for s in samples if not math.isnan(s["srv_p99"]))
+    client_bound = sum(1 for s in samples if s["client_bound"])
+    run.text(f"Open loop at {rate:,} requests/s ({how}), {args.soak_conns} connections, for {args.soak} s, "
+             f"run as back-to-back {window:.0f}-second oha windows, each started on schedule while the previous one "
+             "answers its last requests (no gap in the rate; bounded memory in oha for a soak of any length; "
+             "each window opens fresh connections, so connection setup and teardown are soaked too). After each "
+             "window: its client percentiles and errors, the server's own histogram and counters for the same "
+             "interval, RSS and fds. The RSS bound is checked from the end of the first window (allocator "
+             "warm-up) to the end; fds from before the load to after it.", "")
+    run.table(["requests", "errors", "requested rps", "achieved rps", "RSS idle → after 1st window → end KiB",
+               "RSS max KiB", "fds idle / min-max / end", "client p99 ms (median of windows, worst)",
+               "server p99 ms (median, worst)", "server CPU µs/req", "client-bound windows"],
+              [[f"{total_req:,}", errors, f"{rate:,}", fmt(achieved, 0), f"{rss_base:,} → {rss_ref:,} → {rss_end:,}",
+                f"{max(rss) if rss else 0:,}", f"{fds_base} / {min(s['fds'] for s in samples)}-"
+                f"{max(s['fds'] for s in samples)} / {fds_end}", f"{fmt(p99s[len(p99s) // 2])}, {fmt(p99s[-1])}",
+                f"{srv_ms(srv_p99s[len(srv_p99s) // 2])}, {srv_ms(srv_p99s[-1])}" if srv_p99s else "-",
+                fmt(statistics.median(s["srv_us_per_req"] for s in samples)), f"{client_bound} of {len(samples)}"]])
+    ts = [s["t"] for s in samples]
+    time_chart(run.dir / "soak-latency.png", "Latency over the soak (per window)", "ms",
+               {f"client {k}": [(t, s[k]) for t, s in zip(ts, samples)] for k in ("p50", "p99", "p999")}
+               | {f"server {k[4:]}": [(t, s[k]) for t, s in zip(ts, samples)] for k in ("srv_p50", "srv_p99")})
+    run.image("soak-latency.png", "soak latency")
+    time_chart(run.dir / "soak-rss.png", "Resident memory", "KiB", {"RSS": [(s["t"], s["rss_kib"]) for s in samples]},
+               ylog="linear")
+    run.image("soak-rss.png", "soak RSS")
+    time_chart(run.dir / "soak-fds.png", "Open file descriptors", "fds", {"fds": [(s["t"], s["fds"]) for s in samples]},
+               ylog="linear")
+    run.image("soak-fds.png", "soak fds")
+    time_chart(run.dir / "soak-rate.png", "Achieved rate per window", "requests/s",
+               {"achieved": [(s["t"], s["rps"]) for s in samples], "requested": [(s["t"], rate) for s in samples]},
+               ylog="linear")
+    run.image("soak-rate.png", "soak rate")
+    run.check("soak: no errors", errors == 0, f"{errors} errors in {total_req:,} requests")
+    run.check("soak: achieved rate within 5 % of the requested", abs(achieved - rate) <= 0.05 * rate,
+              f"{achieved:,.0f} of {rate:,} requests/s ({(achieved / rate - 1) * 100:+.1f} %)")
+    run.check("soak: RSS growth bounded", growth <= args.soak_rss_growth_kib,
+              f"{growth:+,} KiB after the first window (bound {args.soak_rss_growth_kib:,} KiB)")
+    run.check("soak: fds back to baseline at the end", fds_end <= fds_base,
+              f"{fds_base} before the load, {fds_end} after it")
+    return (f"soak: {total_req:,} requests at {achieved:,.0f}/s over {elapsed:.0f} s, {errors} errors, RSS "
+            f"{growth:+,} KiB, fds {fds_base}→{fds_end}")
 
+
+# ---------------------------------------------------------------- mixed
 
 MIX = [
     ("valid", "POST", "/greet", BODY, "application/json", 200),
@@ -522,93 +675,184 @@ MIX = [
 ]
 
 
-def mixed(args):
-    run = Run("mixed", args)
-    rows = []
-    with Server() as server:
-        for name, method, path, body, ctype, status in MIX:
-            cpu0 = server.cpu_seconds()
-            raw, d = oha(server.url + path, duration=args.duration, conns=64, method=method, body=body,
-                         content_type=ctype or "application/json", expect_ok=False)
-            cpu = server.cpu_seconds() - cpu0
-            run.raw(f"oha-{name.replace(' ', '-')}", raw)
-            got = set(d["statuses"])
-            # An oversize body is answered early and the connection closed: oha may
-            # count the rest of its write as an error, never another status.
-            if got - {status} or (d["errors"] and status != 413):
-                raise Failure(f"{name}: expected only {status}, got {d['statuses']} {d['errors']}")
-            rows.append([name, status, fmt(d["rps"], 0), fmt(cpu * 1e6 / max(1, d["requests"])),
-                         fmt(d["p99_ms"])])
-    happy = float(rows[0][3].replace(",", ""))
-    run.text("Each request class on its own (closed loop, 64 connections): server CPU per "
-             "request shows whether error paths cost more than the happy path.", "")
-    run.table(["request", "status", "rps", "server CPU µs/req", "p99 ms"], rows)
-    run.text("Error paths relative to a valid greeting: " + ", ".join(
-        f"{r[0]} {float(r[3].replace(',', '')) / happy:.2f}x" for r in rows[1:]))
-    run.finish()
+def mixed(args, run):
+    layout = Layout(args, scaling=False)
+    rows, rs_all = [], {}
+    with Server(args.bin, env=server_env(args), cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        for rep in range(args.repeat):
+            for name, method, path, body, ctype, status in MIX:
+                load = layout.load(conns=64, seconds=args.duration, method=method, path=path, body=body,
+                                   ctype=ctype or "application/json")
+                label = f"{name} rep {rep + 1}/{args.repeat}"
+                r = measure(load, server.url, [server], label, raw_dir=run.raw_dir)
+                srv_bad = {k: v for k, v in r["srv_statuses"].items() if k != str(status)}
+                # The server's counts are the truth here (wrk cannot tell codes apart). An
+                # oversize body is answered early and its connection closed: the client may
+                # see the rest of its write fail, never another status.
+                if srv_bad or (r["errors"] and status != 413):
+                    raise Failure(f"{name}: expected only {status}; server counted {r['srv_statuses']}, "
+                                  f"client errors {r['errors']}")
+                r.update(case=name, expect=status)
+                rs_all.setdefault(name, []).append(r)
+                run.result(r)
+                note_point(label, r)
+    happy = median_result(rs_all["valid"])["srv_us_per_req"]
+    for name, method, path, body, ctype, status in MIX:
+        rs = rs_all[name]
+        r = median_result(rs)
+        rows.append([name, status, fmt(r["srv_us_per_req"] / happy)] + client_cols(r) + [spread(rs)])
+    run.text("Each request class on its own (closed loop, 64 connections); statuses checked on the server's "
+             "own counters. *vs valid* compares server CPU per request with a valid greeting.", "", STANDARD_NOTE, "")
+    run.table(["request", "status", "vs valid"] + report.CLIENT_COLS + ["spread"], rows)
+    chart(run.dir / "mixed-cpu.png", "Server CPU per request, by request class", "class (see table order)",
+          "µs per request", {"server CPU": [(i + 1, [x["srv_us_per_req"] for x in rs_all[m[0]]])
+                                            for i, m in enumerate(MIX)]}, xlog="linear", ylog="log")
+    run.image("mixed-cpu.png", "CPU per class")
+    worst = max(rows[1:], key=lambda row: float(row[2]))
+    return f"mixed: error paths {min(float(r[2]) for r in rows[1:]):.2f}x-{float(worst[2]):.2f}x a valid greeting's CPU"
 
 
-def k6(args):
-    run = Run("k6", args)
-    with Server() as server:
-        summary = run.dir / "k6-summary.json"
-        env = dict(os.environ, BASE_URL=server.url, RATE=str(args.k6_rate), DURATION=args.duration)
-        out = subprocess.run(pinned(["k6", "run", "--quiet", "--summary-export", str(summary),
-                                     str(ROOT / "loadtest/k6/greet.js")], LOAD_CPU),
-                             env=env, capture_output=True, text=True, timeout=3600)
-    (run.dir / "k6-output.txt").write_text(out.stdout + out.stderr)
-    data = json.loads(summary.read_text()) if summary.exists() else {}
-    m = data.get("metrics", {})
-    dur = m.get("http_req_duration", {})
-    run.table(["requests", "failed rate", "p(90) ms", "p(95) ms", "max ms", "checks passed"],
-              [[m.get("http_reqs", {}).get("count", 0), m.get("http_req_failed", {}).get("value", "-"),
-                fmt(dur.get("p(90)", 0)), fmt(dur.get("p(95)", 0)), fmt(dur.get("max", 0)),
-                m.get("checks", {}).get("passes", 0)]])
-    run.text(f"k6 exit code {out.returncode} (non-zero: a threshold was crossed).")
-    run.finish()
-    if out.returncode != 0:
-        raise Failure(f"k6 thresholds failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+# ---------------------------------------------------------------- k6
+
+def k6(args, run):
+    layout = Layout(args, scaling=False)
+    with Server(args.bin, env=server_env(args), cpus=layout.server, workers=1) as server:
+        header(run, layout, server)
+        secs = max(1, int(round(args.duration)))
+        load = layout.load(client="k6", conns=0, seconds=3 * secs,
+                           env={"BASE_URL": server.url, "RATE": str(args.k6_rate), "DURATION": f"{secs}s",
+                                "P99_MS": str(args.k6_p99_ms)})
+        load.threads = layout.gen_cores  # Go uses every CPU it may
+        r = measure(load, server.url, [server], "k6", raw_dir=run.raw_dir, progress=3 * secs >= 20)
+    note_point("k6", r)
+    (run.dir / "raw").mkdir(exist_ok=True)
+    (run.dir / "raw" / "k6-output.txt").write_text(r.pop("output", ""))
+    run.result(r)
+    run.text(f"`loadtest/k6/greet.js`: constant arrival rate {args.k6_rate}/s for {secs} s, then ramping "
+             f"{args.k6_rate // 4} → {args.k6_rate} → {args.k6_rate // 4} over {2 * secs} s, checks on status and "
+             f"body, thresholds: failed < 0.1 %, p99 < {args.k6_p99_ms} ms, checks > 99.9 %.", "", STANDARD_NOTE, "")
+    run.table(["requests", "failed", "checks passed", "checks failed", "achieved rps", "client p50 ms",
+               "client p99 ms", "client p99.9 ms", "server p50 ms", "server p99 ms", "server CPU µs/req",
+               "gen busy", "limited by"],
+              [[f"{r['requests']:,}", sum(r["errors"].values()), r.get("checks_passed"), r.get("checks_failed"),
+                fmt(r["requests"] / r["wall_s"], 0), fmt(r["p50"]), fmt(r["p99"]), fmt(r["p999"]),
+                srv_ms(r["srv_p50"]), srv_ms(r["srv_p99"]), fmt(r["srv_us_per_req"]), pct(r["gen_busy"]),
+                limit_cell(r)]])
+    run.check("k6: thresholds met", r.get("exit_code") == 0, f"k6 exit code {r.get('exit_code')} "
+              f"(non-zero: a threshold was crossed)")
+    return f"k6: {r['requests']:,} requests, {sum(r['errors'].values())} failed, p99 {fmt(r['p99'])} ms"
 
 
-def smoke(args):
-    """Every scenario in a few seconds each, for CI."""
-    args.duration = "2s"
-    args.concurrency = [1, 16, 256]
+# ---------------------------------------------------------------- main
+
+FUNCS = {"sweep": sweep, "latency": latency, "workers": workers, "replicas": replicas, "failover": failover,
+         "connections": connections, "soak": soak, "mixed": mixed, "k6": k6}
+
+
+def smoke_args(args):
+    """Every scenario in a few seconds, for CI: asserts failover and soak outcomes."""
+    args.duration = 1.5
+    args.repeat = 1
+    args.concurrency = [1, 64]
+    args.h2_concurrency = [4]
+    args.h2_streams = [1, 16]
+    args.rates = [25, 75]
+    args.max_workers = min(2, CPUS)
+    args.max_replicas = min(2, max(1, CPUS))
     args.idle = 1000
-    args.soak = 5
-    args.failover_seconds = 4
+    args.soak = 25
+    args.soak_window = 10
+    args.failover_seconds = 6
+    args.shutdown_delay = "2s"
     args.k6_rate = 200
-    for scenario in (sweep, latency, workers, replicas, connections, soak, mixed, k6):
-        print(f"== smoke: {scenario.__name__}", flush=True)
-        scenario(args)
-
-
-SCENARIOS = {f.__name__: f for f in (sweep, latency, workers, replicas, connections, soak, mixed, k6, smoke)}
+    args.no_failover = False
+    return ["sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"]
 
 
 def main():
     ap = argparse.ArgumentParser(prog="loadtest/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=list(SCENARIOS) + ["all"])
-    ap.add_argument("--duration", default="10s", help="each measurement (oha -z); default 10s")
-    ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
-                    default=[1, 4, 16, 64, 256, 1024], help="sweep connection counts")
-    ap.add_argument("--idle", type=int, default=10_000, help="idle connections (connections)")
-    ap.add_argument("--soak", type=int, default=300, help="soak length in seconds (default 300)")
-    ap.add_argument("--failover-seconds", type=int, default=10, help="replicas: failure run length")
+    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    ap.add_argument("scenario", choices=SCENARIOS + ["smoke", "all"])
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "greeting-service"),
+                    help="service binary (default target/release/greeting-service, built by loadtest/run)")
+    ap.add_argument("--out", help="output folder (default loadtest/results; smoke: a new temporary folder)")
+    ap.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per point, for the spread (default 1; 3 for results)")
+    ap.add_argument("--client", choices=["wrk", "oha"], default="wrk",
+                    help="closed-loop HTTP/1.1 generator (default wrk: the cheaper one per request)")
+    ap.add_argument("--h2-client", choices=["oha", "h2load"], default="oha",
+                    help="HTTP/2 generator (oha: percentiles; h2load: cheaper, mean/max only)")
+    ap.add_argument("--gen-threads", type=int, help="generator threads (default: the generator's CPUs)")
+    ap.add_argument("--gen-procs", type=int, help="oha processes per measurement (default 1)")
+    ap.add_argument("--pin", default="auto",
+                    help="CPU pinning: auto (per scenario, see README), none, or SERVER/GENERATOR CPU lists "
+                         "like 0/1")
+    ap.add_argument("--server-env", action="append", metavar="VAR=VALUE", help="extra service environment")
+    ap.add_argument("--concurrency", type=ints, default=[1, 4, 16, 64, 256, 1024], help="sweep: HTTP/1.1 connections")
+    ap.add_argument("--h2-concurrency", type=ints, default=[1, 4, 16, 64], help="sweep: h2c connections")
+    ap.add_argument("--h2-streams", type=ints, default=[1, 8, 32], help="sweep: h2c streams per connection")
+    ap.add_argument("--rates", type=ints, default=[25, 50, 80, 95], help="latency: %% of saturation")
+    ap.add_argument("--max-workers", type=int, default=CPUS, help="workers: WORKERS = 1..N (default CPUs)")
+    ap.add_argument("--runtimes", type=lambda s: s.split(","), default=["per-core"],
+                    help="workers: RUNTIME values (per-core,multi-thread)")
+    ap.add_argument("--max-replicas", type=int, default=max(2, CPUS), help="replicas: 1..N")
+    ap.add_argument("--scale-conns", type=int, default=128, help="workers/replicas: connections")
+    ap.add_argument("--haproxy-cfg", default=str(cluster.SHIPPED), help="HAProxy config (default: the shipped one)")
+    ap.add_argument("--no-failover", action="store_true", help="replicas: skip the failover runs")
+    ap.add_argument("--failover-replicas", type=int, default=2)
+    ap.add_argument("--failover-seconds", type=float, default=15)
+    ap.add_argument("--failover-rate", type=int, default=20000, help="failover: requests/s (open loop)")
+    ap.add_argument("--failover-conns", type=int, default=32)
+    ap.add_argument("--shutdown-delay", default="3s", help="failover SIGTERM: the replicas' SHUTDOWN_DELAY")
+    ap.add_argument("--idle", type=int, default=10_000, help="connections: idle connections")
+    ap.add_argument("--soak", type=float, default=300, help="soak length in seconds (any length)")
+    ap.add_argument("--soak-rate", type=int, help="soak requests/s (default: 50 %% of a 3 s oha probe)")
+    ap.add_argument("--soak-conns", type=int, default=64)
+    ap.add_argument("--soak-window", type=float, default=10, help="soak: seconds per window / progress line")
+    ap.add_argument("--soak-rss-growth-kib", type=int, default=4096, help="soak: allowed RSS growth")
     ap.add_argument("--k6-rate", type=int, default=1000, help="k6 arrival rate per second")
+    ap.add_argument("--k6-p99-ms", type=float, default=50)
     args = ap.parse_args()
-    if not BIN.exists():
-        sys.exit(f"{BIN} is missing: run through loadtest/run, which builds it")
-    try:
-        if args.scenario == "all":
-            for name in ("sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"):
-                print(f"== {name}", flush=True)
-                SCENARIOS[name](args)
-        else:
-            SCENARIOS[args.scenario](args)
-    except Failure as e:
-        sys.exit(f"loadtest failed: {e}")
+    args.bin = str(Path(args.bin).resolve())
+    if not Path(args.bin).exists():
+        sys.exit(f"{args.bin} is missing: pass --bin PATH or run through loadtest/run, which builds it")
+    if args.scenario == "smoke":
+        names = smoke_args(args)
+        out = Path(args.out or tempfile.mkdtemp(prefix="greeting-loadtest-smoke-"))
+    else:
+        names = ALL if args.scenario == "all" else [args.scenario]
+        out = Path(args.out or ROOT / "loadtest" / "results")
+    print(f"output: {out}", flush=True)
+    failures, headlines = [], []
+    t_start = time.time()
+    for name in names:
+        t0 = time.time()
+        print(f"== {name}", flush=True)
+        run = report.Run(out, name, args.bin, sys.argv[1:])
+        try:
+            headlines.append((name, FUNCS[name](args, run)))
+        except Failure as e:
+            run.check(f"{name} ran", False, str(e))
+            headlines.append((name, f"{name}: FAILED: {e}"))
+        run.data["seconds"] = time.time() - t0
+        failures += run.finish()
+        print(f"   {name}: {time.time() - t0:.0f} s", flush=True)
+    if len(names) > 1:
+        f = report.facts(args.bin, sys.argv[1:])
+        lines = ["# Load-test results", "", report.facts_md(f), "",
+                 f"Total time {time.time() - t_start:.0f} s.", "", "| scenario | headline |", "|---|---|"]
+        lines += [f"| [{n}]({n}/summary.md) | {h} |" for n, h in headlines]
+        lines += ["", "Failed checks: " + ("; ".join(failures) if failures else "none"), ""]
+        (out / "README.md").write_text("\n".join(lines))
+    print(f"\nall done in {time.time() - t_start:.0f} s; output: {out}")
+    for n, h in headlines:
+        print(f"  {h}")
+    if failures:
+        print("\nFAILED checks:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+    print("all checks passed")
 
 
 if __name__ == "__main__":
