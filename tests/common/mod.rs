@@ -109,10 +109,15 @@ impl InProcess {
     }
 
     fn finish(&mut self) -> Option<ShutdownReport> {
-        if let Some(stop) = self.stop.take() {
+        // One request to stop; the sender stays alive until the server has
+        // finished, because a closed channel counts as asking again (which would
+        // cut the drain).
+        if let Some(stop) = &self.stop {
             let _ = stop.send(());
         }
-        self.thread.take().and_then(|t| t.join().ok())
+        let report = self.thread.take().and_then(|t| t.join().ok());
+        self.stop = None;
+        report
     }
 }
 

@@ -1,13 +1,12 @@
 //! Prometheus metrics, recorded without locks on the request path.
 //!
 //! `prometheus-client`'s `Family` looks series up in a map behind a lock and its
-//! `Histogram` takes a lock per observation. The request path here only does relaxed
-//! atomic adds into fixed arrays indexed by enums with bounded label values (route,
-//! method, status). On a scrape, [`Collector`] implementations turn those arrays into
-//! the text exposition through `prometheus-client`'s encoder, so the output format is
-//! the library's, not ours.
+//! `Histogram` takes a lock per observation. The request path here only writes
+//! counters in fixed arrays indexed by bounded label values (route, method,
+//! status), in a shard of its own thread ([`requests`]). On a scrape, [`Collector`]
+//! implementations sum the shards and turn them into the text exposition through
+//! `prometheus-client`'s encoder, so the output format is the library's, not ours.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,23 +21,14 @@ use crate::base::route::Route;
 
 mod connections;
 mod process;
+pub mod requests;
 
 pub use connections::Connections;
+pub use requests::BUCKETS;
+use requests::{Shards, METHODS, STATUSES};
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-const METHODS: [&str; 8] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
-];
-const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 413, 415, 431, 500, 503, 0];
-
-/// Upper bounds of the duration histogram, in seconds: tens of microseconds (a greeting
-/// takes a few) up to seconds (a slow client's body).
-pub const BUCKETS: [f64; 19] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// A request method as the bounded `method` label: the standard methods, or
 /// `OTHER`. One byte, so a request can carry it until it is recorded.
@@ -62,82 +52,22 @@ impl MethodLabel {
     pub fn as_str(self) -> &'static str {
         METHODS[self.0 as usize]
     }
-}
 
-fn status_index(s: StatusCode) -> usize {
-    let code = s.as_u16();
-    STATUSES
-        .iter()
-        .position(|&c| c == code)
-        .unwrap_or(STATUSES.len() - 1)
-}
-
-/// A histogram of durations: non-cumulative bucket counts (the last is +Inf), sum
-/// in nanoseconds, all relaxed atomics.
-#[derive(Debug)]
-struct Histogram {
-    bounds_ns: [u64; BUCKETS.len()],
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Self {
-            bounds_ns: BUCKETS.map(|s| (s * 1e9) as u64),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
-        }
+    fn index(self) -> usize {
+        self.0 as usize
     }
-
-    fn observe(&self, d: Duration) {
-        let ns = d.as_nanos().min(u64::MAX as u128) as u64;
-        let i = self
-            .bounds_ns
-            .iter()
-            .position(|&b| ns <= b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-    }
-
-    /// Per-bucket (not cumulative) counts, total count and sum in seconds: the
-    /// shape `prometheus-client`'s encoder takes (it accumulates the buckets).
-    fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
-        let mut count = 0;
-        let mut out = Vec::with_capacity(BUCKETS.len() + 1);
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            let n = bucket.load(Ordering::Relaxed);
-            count += n;
-            out.push((BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n));
-        }
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        (out, count, sum)
-    }
-}
-
-/// Request counts and durations.
-#[derive(Debug)]
-struct Requests {
-    counts: [[[AtomicU64; STATUSES.len()]; METHODS.len()]; Route::ALL.len()],
-    durations: [Histogram; Route::ALL.len()],
 }
 
 /// All of the service's metrics; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    requests: Arc<Requests>,
+    requests: Arc<Shards>,
     registry: Arc<Registry>,
 }
 
 impl Metrics {
     pub fn new(connections: Arc<Connections>) -> Self {
-        let requests = Arc::new(Requests {
-            counts: std::array::from_fn(|_| {
-                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
-            }),
-            durations: std::array::from_fn(|_| Histogram::new()),
-        });
+        let requests = Arc::new(Shards::new());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(RequestCollector(requests.clone())));
         registry.register_collector(Box::new(connections::Collector(connections)));
@@ -148,11 +78,10 @@ impl Metrics {
         }
     }
 
-    /// Records one request: three relaxed atomic adds, no lock, no allocation.
+    /// Records one request into this thread's shard (see [`requests`]): no lock,
+    /// no allocation, no shared cache line written.
     pub fn record(&self, route: Route, method: MethodLabel, status: StatusCode, took: Duration) {
-        self.requests.counts[route as usize][method.0 as usize][status_index(status)]
-            .fetch_add(1, Ordering::Relaxed);
-        self.requests.durations[route as usize].observe(took);
+        self.requests.record(route, method, status, took);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -170,10 +99,11 @@ impl Metrics {
 }
 
 #[derive(Debug)]
-struct RequestCollector(Arc<Requests>);
+struct RequestCollector(Arc<Shards>);
 
 impl Collector for RequestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.0.totals();
         {
             let mut family = encoder.encode_descriptor(
                 "http_requests",
@@ -184,7 +114,7 @@ impl Collector for RequestCollector {
             for route in Route::ALL {
                 for (m, method) in METHODS.iter().enumerate() {
                     for (s, status) in STATUSES.iter().enumerate() {
-                        let n = self.0.counts[route as usize][m][s].load(Ordering::Relaxed);
+                        let n = totals.counts[route as usize][m][s];
                         if n == 0 {
                             continue;
                         }
@@ -209,7 +139,7 @@ impl Collector for RequestCollector {
             MetricType::Histogram,
         )?;
         for route in Route::ALL {
-            let (buckets, count, sum) = self.0.durations[route as usize].snapshot();
+            let (buckets, count, sum) = totals.durations[route as usize].snapshot();
             let labels = [("route", route.as_str())];
             family
                 .encode_family(&labels)?
@@ -284,21 +214,5 @@ mod tests {
         assert!(text.contains("process_resident_memory_bytes"));
         assert!(text.contains("process_cpu_seconds_total"));
         assert!(text.contains("process_open_fds"));
-    }
-
-    #[test]
-    fn histogram_buckets_count_each_observation_once() {
-        let h = Histogram::new();
-        h.observe(Duration::from_micros(5));
-        h.observe(Duration::from_micros(30));
-        h.observe(Duration::from_secs(60));
-        let (buckets, count, sum) = h.snapshot();
-        assert_eq!(count, 3);
-        assert_eq!(buckets[0], (0.00001, 1));
-        assert_eq!(buckets[2], (0.00005, 1));
-        assert_eq!(buckets.last().unwrap().1, 1);
-        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
-        assert!(buckets.last().unwrap().0.is_infinite());
-        assert!((sum - 60.000035).abs() < 1e-9);
     }
 }
