@@ -195,7 +195,7 @@ def usl_section(run, name, unit, points, chart_name, extra_series=None):
     ns = sorted({n for n, _ in points})
     series = {"measured": [(n, [x for m, x in points if m == n]) for n in ns]}
     if not math.isnan(f.get("sigma", float("nan"))):
-        grid = list(range(1, max(ns) + 1)) if max(ns) > 1 else ns
+        grid = [1 + i / 10 for i in range(int((max(ns) - 1) * 10) + 1)] if max(ns) > 1 else ns
         series["USL fit"] = [(n, [float(usl.usl(n, f["lam"], f["sigma"], f["kappa"]))]) for n in grid]
         series["linear (λN)"] = [(n, [f["lam"] * n]) for n in grid]
     chart(run.dir / chart_name, f"Throughput vs {unit}s, with the USL fit", unit + "s", "requests/s", series,

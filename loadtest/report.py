@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 
 def first_line(cmd):
@@ -233,8 +233,9 @@ def chart(path, title, xlabel, ylabel, series, xlog=None, ylog=None, marks=None,
         med = [statistics.median(ys) for _, ys in pts]
         lo = [m - min(ys) for m, (_, ys) in zip(med, pts)]
         hi = [max(ys) - m for m, (_, ys) in zip(med, pts)]
-        line = ax.errorbar(xs, med, yerr=[lo, hi] if any(lo) or any(hi) else None, marker="o", ms=4,
-                           capsize=3, label=name)
+        model = "fit" in name or "linear" in name
+        line = ax.errorbar(xs, med, yerr=[lo, hi] if any(lo) or any(hi) else None, marker=None if model else "o",
+                           ms=4, capsize=3, label=name, linestyle="--" if model else "-")
         if any(len(ys) > 1 for _, ys in pts):
             for x, ys in pts:
                 ax.scatter([x] * len(ys), ys, s=8, alpha=0.35, color=line[0].get_color())
@@ -248,6 +249,8 @@ def chart(path, title, xlabel, ylabel, series, xlog=None, ylog=None, marks=None,
     ax.set_yscale(ylog if ylog else _scale(ys_all))
     _ticks(ax, "x")
     _ticks(ax, "y")
+    if ax.get_xscale() == "linear" and all(float(x).is_integer() for x in xs_all):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax.get_yscale() == "linear":
         if ylim0:
             ax.set_ylim(bottom=0)

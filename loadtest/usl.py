@@ -50,7 +50,9 @@ def describe(f, unit):
         return f"one N measured: λ = {f['lam']:,.0f} requests/s per {unit}; no scaling can be fitted."
     s = (f"λ = {f['lam']:,.0f} requests/s per {unit}, σ = {f['sigma']:.3f}, "
          f"κ = {f['kappa']:.4f}{' (fixed: fewer than 3 distinct N)' if f['kappa_fixed'] else ''}")
-    if not f["kappa_fixed"] and f["kappa"] > 0:
+    if f["sigma"] >= 1:
+        s += "; σ ≥ 1: adding units lowers throughput from N = 1 on"
+    elif not f["kappa_fixed"] and f["kappa"] > 0 and f["peak_n"] < 1000:
         s += f"; throughput would peak near N = {f['peak_n']:.1f}"
     if not math.isnan(f["r2"]):
         s += f"; R² = {f['r2']:.3f}"
