@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -402,6 +403,7 @@ def parse_oha(text):
         "errors": errors,
         "p50": (pct.get("p50") or 0) * 1e3, "p90": (pct.get("p90") or 0) * 1e3,
         "p99": (pct.get("p99") or 0) * 1e3, "p999": (pct.get("p99.9") or 0) * 1e3,
+        "max": (raw["summary"].get("slowest") or 0) * 1e3,
         "seconds": raw["summary"]["total"],
     }
 
@@ -419,7 +421,7 @@ def parse_wrk(text):
         statuses[0] = d["status"]
     return {"requests": d["requests"], "statuses": statuses, "errors": errors,
             "p50": d["p50"] / 1e3, "p90": d["p90"] / 1e3, "p99": d["p99"] / 1e3, "p999": d["p999"] / 1e3,
-            "seconds": d["duration_us"] / 1e6}
+            "max": d["max"] / 1e3, "seconds": d["duration_us"] / 1e6}
 
 
 def parse_h2load(text):
@@ -628,6 +630,7 @@ def measure(load, url, servers, label, extra_pids=(), raw_dir=None, progress=Non
         for i, text in enumerate(texts):
             ext = "json" if load.client == "oha" else "txt"
             (Path(raw_dir) / f"{safe}{'-' + str(i) if len(texts) > 1 else ''}.{ext}").write_text(text)
+    shutil.rmtree(tmp, ignore_errors=True)
     c = merge_client(parts)
     for key in ("checks_passed", "checks_failed", "thresholds", "exit_code", "output"):
         if key in parts[0]:

@@ -412,10 +412,11 @@ def failover_one(args, run, cfg, layout, sig):
               f"health check takes it out, then drains)." if sig == signal.SIGTERM else
               " (no drain: its connections are reset)."), "")
     run.table(["requests", "failed", "in flight on it (HAProxy sessions)", "its open connections (bound)",
-               "HAProxy retries", "redispatches", "replica exit", "shutdown log", "client p99 ms", "limited by"],
+               "HAProxy retries", "redispatches", "replica exit", "shutdown log", "client p99 ms",
+               "client max ms", "server p99 ms", "limited by"],
               [[f"{r['requests']:,}", failed, state.get("scur", "-"), in_flight, retries, redisp,
                 exit_code, f"drained {shut['drained']}, cut {shut['cut']}" if shut else "-", fmt(r["p99"]),
-                limit_cell(r)]])
+                fmt(r.get("max")), srv_ms(r["srv_p99"]), limit_cell(r)]])
     if sig == signal.SIGTERM:
         run.check("failover SIGTERM: no failed request", failed == 0,
                   f"{failed} failed of {r['requests']:,} (errors {r['errors']}, non-2xx {row['non_2xx']})")
@@ -584,6 +585,8 @@ def soak_windows(args, layout, server, rate, window):
                 p.kill()
             raise Failure("soak windows did not finish")
         time.sleep(0.02)
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     return samples, results, total_req, last_end - t0
 
 
