@@ -30,7 +30,7 @@ import report  # noqa: E402
 from report import chart, client_cols, fmt, limit_cell, median_result, pct, spread, srv_ms, time_chart  # noqa: E402
 import usl  # noqa: E402
 
-SCENARIOS = ["sweep", "latency", "workers", "replicas", "failover", "connections", "soak", "mixed", "k6"]
+SCENARIOS = ["selftest", "sweep", "latency", "workers", "replicas", "failover", "connections", "soak", "mixed", "k6"]
 ALL = ["sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"]
 
 
@@ -747,9 +747,55 @@ def k6(args, run):
     return f"k6: {r['requests']:,} requests, {sum(r['errors'].values())} failed, p99 {fmt(r['p99'])} ms"
 
 
+# ---------------------------------------------------------------- self-test
+
+def selftest(args, run):
+    """The arithmetic every table relies on, checked on known inputs (no load)."""
+    from common import classify, histogram_quantile, merge_client, parse_h2load, parse_wrk
+    b = {1e-05: 0, 2.5e-05: 50, 5e-05: 90, 0.0001: 99, 0.00025: 100, float("inf"): 100}
+    run.check("histogram p50 interpolates inside its bucket", abs(histogram_quantile(0.5, b) - 2.5e-05) < 1e-12,
+              f"{histogram_quantile(0.5, b)}")
+    run.check("histogram p99 at a bucket bound", abs(histogram_quantile(0.99, b) - 1e-04) < 1e-12,
+              f"{histogram_quantile(0.99, b)}")
+    run.check("histogram: +Inf answers the highest finite bound",
+              histogram_quantile(0.999, {0.01: 0, float("inf"): 10}) == 0.01, "")
+    base = {"gen_busy": 0.5, "srv_busy": 0.5, "srv_cores": 1, "machine_busy": 0.5, "srv_cpus_busy": None,
+            "gen_cpus_busy": None}
+    cases = [({"gen_busy": 0.95}, "client"), ({"srv_busy": 0.97}, "server"),
+             ({"gen_busy": 0.92, "srv_busy": 0.99}, "client+server"), ({"machine_busy": 0.95}, "machine"),
+             ({"srv_cpus_busy": 0.93}, "machine"), ({}, "-"), ({"srv_busy": 1.5, "srv_cores": 2}, "-")]
+    for change, want in cases:
+        got = classify(dict(base, **change))
+        run.check(f"client-bound rule: {change} -> {want}", got == want, f"got {got}")
+    wrk = ('WRKJSON {"requests":1000,"duration_us":2000000,"connect":0,"read":1,"write":0,"status":10,'
+           '"timeout":0,"p50":100,"p90":200,"p99":900,"p999":2000,"max":3000}')
+    w = parse_wrk(wrk)
+    run.check("wrk summary parsed", w["requests"] == 1000 and w["statuses"] == {200: 990, 0: 10}
+              and w["errors"] == {"read": 1} and w["p99"] == 0.9, str(w))
+    h2 = ("finished in 2.00s, 224504.00 req/s, 14.59MB/s\nrequests: 449008 total, 449072 started, 449008 done, "
+          "449000 succeeded, 8 failed, 0 errored, 0 timeout\nstatus codes: 449000 2xx, 0 3xx, 8 4xx, 0 5xx\n"
+          "time for request:       92us      3.20ms       264us        74us    97.30%")
+    h = parse_h2load(h2)
+    run.check("h2load summary parsed", h["requests"] == 449008 and h["statuses"] == {200: 449000, 400: 8}
+              and not h["errors"] and abs(h["mean"] - 0.264) < 1e-9 and h["max"] == 3.2, str(h))
+    m = merge_client([{"requests": 100, "statuses": {200: 100}, "errors": {}, "seconds": 1, "p99": 1.0},
+                      {"requests": 300, "statuses": {200: 299, 500: 1}, "errors": {"x": 2}, "seconds": 1.1,
+                       "p99": 2.0}])
+    run.check("several generator processes merge", m["requests"] == 400 and m["statuses"] == {200: 399, 500: 1}
+              and m["errors"] == {"x": 2} and abs(m["p99"] - 1.75) < 1e-9 and m["seconds"] == 1.1, str(m))
+    pts = [(n, float(usl.usl(n, 1000.0, 0.05, 0.002))) for n in (1, 2, 4, 8, 16)]
+    f = usl.fit(pts)
+    run.check("USL fit recovers known coefficients", abs(f["lam"] - 1000) < 1 and abs(f["sigma"] - 0.05) < 1e-3
+              and abs(f["kappa"] - 0.002) < 1e-4, usl.describe(f, "unit"))
+    f2 = usl.fit([(1, 100.0), (2, 150.0)])
+    run.check("USL with two N: κ fixed at 0, σ exact", f2["kappa_fixed"] and abs(f2["sigma"] - 1 / 3) < 1e-3,
+              usl.describe(f2, "unit"))
+    return "selftest: " + ("passed" if not run.failed else "FAILED")
+
+
 # ---------------------------------------------------------------- main
 
-FUNCS = {"sweep": sweep, "latency": latency, "workers": workers, "replicas": replicas, "failover": failover,
+FUNCS = {"selftest": selftest, "sweep": sweep, "latency": latency, "workers": workers, "replicas": replicas, "failover": failover,
          "connections": connections, "soak": soak, "mixed": mixed, "k6": k6}
 
 
@@ -770,7 +816,7 @@ def smoke_args(args):
     args.shutdown_delay = "2s"
     args.k6_rate = 200
     args.no_failover = False
-    return ["sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"]
+    return ["selftest", "sweep", "latency", "workers", "replicas", "connections", "soak", "mixed", "k6"]
 
 
 def main():
