@@ -345,7 +345,9 @@ class Load:
 
     def cores(self):
         """How many cores the generator could use: its CPU set, else its threads."""
-        threads = self.procs * max(1, self.threads)
+        threads = self.procs * max(1, min(self.threads, max(1, self.conns // self.procs)))
+        if self.client == "k6":
+            threads = max(1, self.threads)
         return min(len(self.cpus), threads) if self.cpus else min(CPUS, threads)
 
     def commands(self, url, tmp):
@@ -603,9 +605,16 @@ def measure(load, url, servers, label, extra_pids=(), raw_dir=None, progress=Non
     m1 = machine_cpu()
     srv_cpu = sum((c1 or 0) - (c0 or 0) for c0, c1 in zip(srv_cpu0, srv_cpu_last))
     extra_cpu = sum((proc_cpu(p) or e0) - e0 for p, e0 in zip(extra_pids, extra0))
-    alive = [s for s in servers if s.alive()]
-    after = [Scrape.of(s) for s in alive]
-    srv = ServerDelta([b for b, s in zip(before, servers) if s.alive()], after)
+    # A replica that was stopped or killed during the run has no "after": its
+    # requests are left out of the server view (the client view still has them).
+    pairs = []
+    for b, s in zip(before, servers):
+        if s.alive():
+            try:
+                pairs.append((b, Scrape.of(s)))
+            except OSError:
+                pass
+    srv = ServerDelta([b for b, _ in pairs], [a for _, a in pairs])
     parts, texts = [], []
     for i, out in enumerate(outs):
         out.seek(0)
@@ -660,6 +669,9 @@ def measure(load, url, servers, label, extra_pids=(), raw_dir=None, progress=Non
     for key in ("checks_passed", "checks_failed", "thresholds", "exit_code", "output"):
         if key in c:
             r[key] = c[key]
+    # What the server(s) ran with: the environment given and the service's own log line.
+    r["server_env"] = servers[0].env if servers else {}
+    r["server_settings"] = servers[0].settings if servers else {}
     # Cores used by processes that are not part of this run (other users of the machine).
     r["other_cores"] = max(0.0, r["machine_busy"] * CPUS - (srv_cpu + gen_cpu + (extra_cpu or 0)) / wall)
     r["limit"] = classify(r)

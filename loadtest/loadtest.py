@@ -243,7 +243,10 @@ def contention_section(run):
 
 def workers(args, run):
     layout = Layout(args, scaling=True)
-    header(run, layout)
+    extra = server_env(args)
+    header(run, layout, extra="; service environment: WORKERS and RUNTIME per row" +
+           (", " + ", ".join(f"{k}={v}" for k, v in extra.items()) if extra else "") +
+           " (each result's full settings, from the service's own log line, are in summary.json)")
     results, points = [], {}
     runtimes = args.runtimes
     for rep in range(args.repeat):
