@@ -55,21 +55,35 @@ def haproxy_config(path):
                  f"file did not expand them yet); otherwise unchanged")
 
 
+def port_free(host, port):
+    try:
+        with socket.socket() as s:
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
 class Dns:
     """dnsmasq answering NAME with one A record per replica, on 127.0.0.1:<port>/udp."""
 
     def __init__(self, name, addrs):
-        self.port = free_port(kind=socket.SOCK_DGRAM)
+        self.port = free_port()
         cmd = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", f"--port={self.port}",
                "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
                "--pid-file=", "--user=root", "--local-ttl=1", "--log-facility=-"]
         cmd += [f"--host-record={name},{a}" for a in addrs]
         self.log = tempfile.NamedTemporaryFile("w+", prefix="loadtest-dnsmasq-", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        time.sleep(0.2)
-        if self.proc.poll() is not None:
-            self.log.seek(0)
-            raise Failure(f"dnsmasq did not start: {self.log.read()[-500:]}")
+        for attempt in range(5):
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+            time.sleep(0.2)
+            if self.proc.poll() is None:
+                return
+            # The port was taken between the check and dnsmasq's bind: another one.
+            self.port = free_port()
+            cmd = [c if not c.startswith("--port=") else f"--port={self.port}" for c in cmd]
+        self.log.seek(0)
+        raise Failure(f"dnsmasq did not start: {self.log.read()[-500:]}")
 
     @property
     def addr(self):
@@ -89,18 +103,25 @@ class Cluster:
         self.replicas, self.dns, self.lb = [], None, None
         try:
             self.port = free_port("127.0.0.2")
+            while any(not port_free(f"127.0.0.{i + 2}", self.port) for i in range(n)):
+                self.port = free_port("127.0.0.2")
             for i in range(n):
                 self.replicas.append(Server(binary, env=env, cpus=server_cpus, host=f"127.0.0.{i + 2}",
                                             port=self.port, workers=workers))
             self.dns = Dns(service, [r.host for r in self.replicas])
-            self.lb_port = free_port()
-            self.stats_port = free_port()
-            lb_env = dict(os.environ, GS_BIND=f"127.0.0.1:{self.lb_port}",
-                          GS_STATS_BIND=f"127.0.0.1:{self.stats_port}", GS_SERVICE=service,
-                          GS_PORT=str(self.port), GS_RESOLVER=self.dns.addr)
             self.lb_log = tempfile.NamedTemporaryFile("w+", prefix="loadtest-haproxy-", delete=False)
-            self.lb = subprocess.Popen(pinned(["haproxy", "-db", "-f", str(cfg)], lb_cpus), env=lb_env,
-                                       stdout=self.lb_log, stderr=subprocess.STDOUT)
+            for attempt in range(5):
+                self.lb_port, self.stats_port = free_port(), free_port()
+                lb_env = dict(os.environ, GS_BIND=f"127.0.0.1:{self.lb_port}",
+                              GS_STATS_BIND=f"127.0.0.1:{self.stats_port}", GS_SERVICE=service,
+                              GS_PORT=str(self.port), GS_RESOLVER=self.dns.addr)
+                self.lb = subprocess.Popen(pinned(["haproxy", "-db", "-f", str(cfg)], lb_cpus), env=lb_env,
+                                           stdout=self.lb_log, stderr=subprocess.STDOUT)
+                time.sleep(0.3)
+                if self.lb.poll() is None or "cannot bind" not in Path(self.lb_log.name).read_text():
+                    break
+                # A port was taken between the check and HAProxy's bind: other ports.
+                self.lb_log.truncate(0)
             self.wait_ready(n)
         except BaseException:
             self.stop()

@@ -95,10 +95,30 @@ def pinned(cmd, cpus):
     return (["taskset", "-c", ",".join(map(str, cpus))] + cmd) if cpus else cmd
 
 
-def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host="127.0.0.1", kind=None):
+    """A port free for both TCP and UDP on host, below the ephemeral range, so the
+    outgoing connections of a load test cannot take it before the listener binds."""
+    import random
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError):
+        low = 32768
+    low = max(low, 12000)
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        socks = []
+        try:
+            for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, k)
+                socks.append(s)
+                s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise Failure("no free port")
 
 
 # ---------------------------------------------------------------- the service
