@@ -10,17 +10,15 @@ use greeting_service::base::metrics::{Connections, Metrics};
 use greeting_service::base::shutdown::{Drain, Readiness};
 use greeting_service::endpoint::Endpoint;
 use greeting_service::routes::{Limits, Routes};
-use greeting_service::server::connection::{self, Builders, Timeouts};
+use greeting_service::server::connection::deadline::Watchdog;
+use greeting_service::server::connection::{self, Accepted, Builders, Timeouts};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+        greeting_service::server::runtime(greeting_service::config::Mode::PerCore, 1).unwrap()
     })
 }
 
@@ -37,13 +35,22 @@ fuzz_target!(|input: &[u8]| {
             header: Duration::from_millis(50),
             idle: Duration::from_millis(50),
         };
+        let watchdog = Watchdog::new(timeouts);
         let serving = async {
             // What the server's peek at the first bytes would decide.
             let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)])
                 .unwrap_or(connection::Protocol::Http1);
-            let accepted = std::time::Instant::now();
-            connection::serve(server, protocol, accepted, None, endpoint, &builders, timeouts, drain)
-                .await;
+            let accepted = Accepted {
+                protocol,
+                accepted: std::time::Instant::now(),
+                peer: None,
+                endpoint,
+                watchdog: watchdog.clone(),
+            };
+            tokio::select! {
+                () = accepted.serve(server, &builders) => {}
+                () = watchdog.run(drain) => {}
+            }
         };
         let talking = async {
             let (mut rd, mut wr) = tokio::io::split(client);

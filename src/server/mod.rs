@@ -34,7 +34,8 @@ use crate::base::shutdown::{Drain, Readiness, StopRequests};
 use crate::base::types::Handler;
 use crate::config::Mode;
 use crate::endpoint::Endpoint;
-use connection::{Builders, Protocol, Timeouts};
+use connection::deadline::Watchdog;
+use connection::{Accepted, Builders, Protocol, Timeouts};
 
 /// Server-level settings (the handler has its own limits).
 #[derive(Debug, Clone, Copy)]
@@ -297,14 +298,18 @@ impl<H: Handler + Clone> Clone for Shared<H> {
 }
 
 impl<H: Handler + Clone> Shared<H> {
-    /// A worker for `listener`, registered with the current runtime.
+    /// A worker for `listener`, registered with the current runtime, with its
+    /// watchdog running there too.
     fn worker(&self, listener: std::net::TcpListener) -> io::Result<Worker<H>> {
+        let watchdog = Watchdog::new(self.settings.timeouts);
+        tokio::spawn(watchdog.clone().run(self.drain.clone()));
         Ok(Worker {
             listener: TcpListener::from_std(listener)?,
             // Each worker has its own endpoint (and so its own reference count to
             // bump per request) and its own builders.
             endpoint: Arc::new(self.endpoint.clone()),
             builders: Arc::new(Builders::default()),
+            watchdog,
             shared: self.clone(),
         })
     }
@@ -315,6 +320,7 @@ struct Worker<H> {
     listener: TcpListener,
     endpoint: Arc<Endpoint<H>>,
     builders: Arc<Builders>,
+    watchdog: Arc<Watchdog>,
     shared: Shared<H>,
 }
 
@@ -366,49 +372,47 @@ impl<H: Handler + Clone> Worker<H> {
             };
             let accepted = Instant::now();
             let _ = stream.set_nodelay(true);
-            let (endpoint, builders) = (self.endpoint.clone(), self.builders.clone());
-            let (tls, drain) = (self.shared.tls.clone(), self.shared.drain.clone());
-            let timeouts = self.shared.settings.timeouts;
+            let started = Started {
+                accepted,
+                peer,
+                timeouts: self.shared.settings.timeouts,
+                drain: self.shared.drain.clone(),
+                endpoint: self.endpoint.clone(),
+                watchdog: self.watchdog.clone(),
+            };
+            let (tls, builders) = (self.shared.tls.clone(), self.builders.clone());
             self.shared.connections.spawn(async move {
                 let _permit = permit;
-                let started = Started {
-                    accepted,
-                    peer,
-                    timeouts,
-                    drain,
-                };
-                started.serve(stream, tls, endpoint, &builders).await;
+                started.serve(stream, tls, &builders).await;
             });
         }
     }
 }
 
 /// A connection just accepted, before its protocol is known.
-struct Started {
+struct Started<H> {
     accepted: Instant,
     peer: SocketAddr,
     timeouts: Timeouts,
     drain: Drain,
+    endpoint: Arc<Endpoint<H>>,
+    watchdog: Arc<Watchdog>,
 }
 
-impl Started {
+impl<H: Handler> Started<H> {
     /// Learns the protocol (a peek at the first bytes, or the TLS handshake's ALPN)
     /// within the head deadline, then serves the connection. A drain that starts
     /// before the protocol is known ends the connection at once.
-    async fn serve<H: Handler>(
-        self,
-        stream: TcpStream,
-        tls: Option<TlsAcceptor>,
-        endpoint: Arc<Endpoint<H>>,
-        builders: &Builders,
-    ) {
+    async fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>, builders: &Builders) {
         let deadline = tokio::time::Instant::from_std(self.accepted + self.timeouts.header);
         let establish = async {
             match tls {
                 None => Protocol::sniff(&stream)
                     .await
                     .map(|p| (p, Io::Plain(stream))),
-                Some(tls) => tls.accept(stream).await.map(|s| {
+                // Boxed: a handshake's state is large, and only TLS connections
+                // should carry it.
+                Some(tls) => Box::pin(tls.accept(stream)).await.map(|s| {
                     let protocol = Protocol::from_alpn(s.get_ref().1.alpn_protocol());
                     (protocol, Io::Tls(Box::new(s)))
                 }),
@@ -426,21 +430,16 @@ impl Started {
             Ok(Err(e)) => return tracing::debug!(error = %e, "connection failed before a request"),
             Err(_) => return tracing::debug!("no request bytes or handshake in time; closing"),
         };
-        let (accepted, peer, timeouts, drain) =
-            (self.accepted, Some(self.peer), self.timeouts, self.drain);
+        let accepted = Accepted {
+            protocol,
+            accepted: self.accepted,
+            peer: Some(self.peer),
+            endpoint: self.endpoint,
+            watchdog: self.watchdog,
+        };
         match io {
-            Io::Plain(s) => {
-                connection::serve(
-                    s, protocol, accepted, peer, endpoint, builders, timeouts, drain,
-                )
-                .await
-            }
-            Io::Tls(s) => {
-                connection::serve(
-                    s, protocol, accepted, peer, endpoint, builders, timeouts, drain,
-                )
-                .await
-            }
+            Io::Plain(s) => accepted.serve_tcp(s, builders).await,
+            Io::Tls(s) => accepted.serve(s, builders).await,
         }
     }
 }

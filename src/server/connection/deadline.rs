@@ -1,31 +1,41 @@
-//! The deadlines hyper does not enforce on its own, one timer per connection.
+//! The deadlines hyper does not enforce on its own, and when an idle connection is
+//! parked: one [`Watchdog`] per worker looks at every connection of the worker a
+//! few times a second, instead of one timer per connection.
 //!
 //! hyper's HTTP/1 `header_read_timeout` is also armed while a keep-alive connection
-//! sits idle, so it cannot express both `HEADER_TIMEOUT` and `IDLE_TIMEOUT`; and the
-//! auto builder reads the protocol preface with no deadline at all (hyper issue 3962).
-//! So each connection carries an [`Activity`] record, updated by the I/O wrapper
-//! ([`Watched`]) and by the service, and a single timer per connection enforces:
+//! sits idle, so it cannot express both `HEADER_TIMEOUT` and `IDLE_TIMEOUT`. So
+//! each connection carries an [`Activity`] record, updated by its I/O wrapper and
+//! its service, and the watchdog enforces:
 //!
 //! - **head**: from accept, or from the first byte after an idle period, the request
 //!   head must arrive within `HEADER_TIMEOUT`; otherwise the connection is dropped.
-//!   This covers the preface phase and slowloris clients that trickle bytes.
+//!   This covers slowloris clients that trickle bytes.
 //! - **idle**: with no request in flight and no bytes received, the connection is
 //!   closed gracefully after `IDLE_TIMEOUT` (HTTP/2: GOAWAY).
 //! - **busy**: while a request is in flight no connection deadline applies; the
 //!   handler bounds its own body read (`routes::Limits::body_timeout`).
+//! - **closing**: a graceful close (drain or idle) that the peer has not completed
+//!   within `HEADER_TIMEOUT` is cut.
+//! - **park**: a plain HTTP/1 connection idle for [`PARK_AFTER`] gives its hyper
+//!   state back and waits as a bare socket (see the connection module).
+//!
+//! Why a sweep rather than a timer each: a tokio timer is polled on every wake-up
+//! of its connection (a few hundred instructions per request, measured) and takes
+//! space in every connection; the sweep costs the request path one atomic load per
+//! wake-up, and deadlines fire within one tick (at most 100 ms) of their time,
+//! never before it. Phase changes are stamped with the watchdog's clock, read at
+//! each tick, so the request path reads no clock for its deadlines either.
 //!
 //! On HTTP/2 received bytes do not start a head deadline (pings and window updates
 //! are not requests); an h2 connection with no open stream is closed after
 //! `IDLE_TIMEOUT`.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use crate::base::shutdown::Drain;
 
 /// The connection deadlines.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +43,12 @@ pub struct Timeouts {
     pub header: Duration,
     pub idle: Duration,
 }
+
+/// How long a plain HTTP/1 connection stays idle inside hyper before it is parked:
+/// long enough that a client sending a request every few hundred milliseconds
+/// never pays the (small) cost of waking a parked connection, short enough that
+/// idle connections soon cost almost nothing.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a connection is doing, as far as its deadlines are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,44 +72,75 @@ impl Phase {
     }
 }
 
+/// What the watchdog (or the drain) asks of a connection; bits of
+/// [`Activity::alarm`], taken by the connection when it next runs.
+pub mod alarm {
+    /// The head did not arrive in time: drop the connection.
+    pub const HEAD_EXPIRED: u8 = 1;
+    /// Idle for `IDLE_TIMEOUT`: close gracefully.
+    pub const IDLE_EXPIRED: u8 = 2;
+    /// The server is draining: close gracefully.
+    pub const DRAIN: u8 = 4;
+    /// A graceful close took longer than `HEADER_TIMEOUT`: drop the connection.
+    pub const CUT: u8 = 8;
+    /// Idle for [`super::PARK_AFTER`]: give hyper's state back.
+    pub const PARK: u8 = 16;
+}
+
+/// Where a connection is in parking.
+mod park {
+    /// Not parkable now (or already serving again).
+    pub const NO: u8 = 0;
+    /// The watchdog asked; the connection's reads now report end of input.
+    pub const REQUESTED: u8 = 1;
+}
+
 /// Monotonic nanoseconds since a process-wide epoch; fits the atomics below.
-fn nanos_at(t: Instant) -> u64 {
+pub(super) fn nanos_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| t.checked_sub(Duration::from_secs(1)).unwrap_or(t));
     t.saturating_duration_since(epoch).as_nanos() as u64
 }
 
-pub(super) fn now_nanos() -> u64 {
-    nanos_at(Instant::now())
-}
-
-/// What a connection is doing, shared by its I/O wrapper, its service and its timer.
-/// Only the connection's own task touches it, so relaxed atomics suffice (atomics
-/// rather than `Cell`s only because the task must be `Send`).
+/// What a connection is doing, shared by its I/O wrapper, its service, its task and
+/// the watchdog. Relaxed atomics: the connection's own task writes the phase, the
+/// watchdog only reads it and sets alarm bits (its wake-up orders the rest).
 #[derive(Debug)]
 pub struct Activity {
     phase: AtomicU8,
+    /// When the phase began, on the watchdog's clock (nanoseconds).
     since: AtomicU64,
     in_flight: AtomicU32,
     http2: AtomicBool,
-}
-
-/// What the connection timer should do next.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
-    HeadTimedOut,
-    IdleTimedOut,
-    WaitUntil(u64),
+    /// Plain HTTP/1 only; false for a while after bytes arrived during a request
+    /// (they may be the start of a pipelined request inside hyper's buffer).
+    parkable: AtomicBool,
+    park: AtomicU8,
+    /// Set when a graceful close began (nanoseconds, 0: none).
+    closing_since: AtomicU64,
+    alarm: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+    watchdog: Arc<Watchdog>,
 }
 
 impl Activity {
-    pub(super) fn new(accepted: Instant) -> Self {
-        Self {
+    /// A connection accepted at `accepted`, watched by `watchdog`. `parkable` says
+    /// whether its protocol and stream allow parking (plain HTTP/1).
+    pub(super) fn new(accepted: Instant, watchdog: &Arc<Watchdog>, parkable: bool) -> Arc<Self> {
+        let activity = Arc::new(Self {
             phase: AtomicU8::new(Phase::Head as u8),
             since: AtomicU64::new(nanos_at(accepted)),
             in_flight: AtomicU32::new(0),
             http2: AtomicBool::new(false),
-        }
+            parkable: AtomicBool::new(parkable),
+            park: AtomicU8::new(park::NO),
+            closing_since: AtomicU64::new(0),
+            alarm: AtomicU8::new(0),
+            waker: Mutex::new(None),
+            watchdog: watchdog.clone(),
+        });
+        watchdog.register(&activity);
+        activity
     }
 
     pub(super) fn phase(&self) -> Phase {
@@ -101,20 +148,29 @@ impl Activity {
     }
 
     fn enter(&self, phase: Phase) {
-        self.since.store(now_nanos(), Ordering::Relaxed);
+        self.since.store(self.watchdog.stamp(), Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
-    fn on_bytes_received(&self) {
-        if self.phase() == Phase::Idle && !self.http2.load(Ordering::Relaxed) {
-            self.enter(Phase::Head);
+    /// Called by the I/O wrapper when bytes arrive.
+    pub(super) fn on_bytes_received(&self) {
+        match self.phase() {
+            Phase::Idle if !self.http2.load(Ordering::Relaxed) => {
+                self.park.store(park::NO, Ordering::Relaxed);
+                self.enter(Phase::Head);
+            }
+            // Bytes during a request may be the next pipelined request's, held in
+            // hyper's buffer: not safe to park until a request starts afresh.
+            Phase::Busy => self.parkable.store(false, Ordering::Relaxed),
+            _ => {}
         }
     }
 
-    pub(super) fn request_started(&self, http2: bool) {
+    pub(super) fn request_started(&self, http2: bool, parkable: bool) {
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
+        self.parkable.store(parkable, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.phase.store(Phase::Busy as u8, Ordering::Relaxed);
     }
@@ -125,19 +181,88 @@ impl Activity {
         }
     }
 
-    pub(super) fn verdict(&self, t: &Timeouts, now: u64) -> Verdict {
+    /// True once parking was asked for: reads report end of input, so hyper ends
+    /// the connection at this request boundary.
+    pub(super) fn park_requested(&self) -> bool {
+        self.park.load(Ordering::Relaxed) == park::REQUESTED
+    }
+
+    /// The peer closed: parking would keep a dead socket.
+    pub(super) fn cancel_park(&self) {
+        self.park.store(park::NO, Ordering::Relaxed);
+        self.parkable.store(false, Ordering::Relaxed);
+    }
+
+    /// Marks the start of a graceful close, for the `CUT` deadline.
+    pub(super) fn closing(&self) {
+        let _ = self.closing_since.compare_exchange(
+            0,
+            self.watchdog.stamp(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The task to wake for alarms. Tokio passes a task the same waker on every
+    /// poll, so this is needed once per wait, not per poll.
+    pub(super) fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// The alarms raised since the last call: one load when there are none.
+    pub(super) fn take_alarm(&self) -> u8 {
+        if self.alarm.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.alarm.swap(0, Ordering::Acquire)
+    }
+
+    /// Raises `bits` and wakes the connection if one of them is new.
+    fn raise(&self, bits: u8) {
+        if self.alarm.fetch_or(bits, Ordering::Release) & bits != bits {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    /// What the watchdog should raise at `now`, if anything.
+    fn due(&self, t: &Timeouts, now: u64) -> u8 {
+        let expired =
+            |since: u64, limit: Duration| now >= since.saturating_add(limit.as_nanos() as u64);
+        let closing = self.closing_since.load(Ordering::Relaxed);
+        if closing != 0 {
+            return if expired(closing, t.header) {
+                alarm::CUT
+            } else {
+                0
+            };
+        }
         let since = self.since.load(Ordering::Relaxed);
-        let (limit, expired) = match self.phase() {
-            Phase::Head => (t.header, Verdict::HeadTimedOut),
-            Phase::Idle => (t.idle, Verdict::IdleTimedOut),
-            // Busy: look again later; the handler bounds its own work.
-            Phase::Busy => return Verdict::WaitUntil(now + t.header.as_nanos() as u64),
-        };
-        let deadline = since.saturating_add(limit.as_nanos() as u64);
-        if now >= deadline {
-            expired
-        } else {
-            Verdict::WaitUntil(deadline)
+        match self.phase() {
+            Phase::Head if expired(since, t.header) => alarm::HEAD_EXPIRED,
+            Phase::Idle if expired(since, t.idle) => alarm::IDLE_EXPIRED,
+            Phase::Idle
+                if self.parkable.load(Ordering::Relaxed)
+                    && PARK_AFTER < t.idle
+                    && expired(since, PARK_AFTER)
+                    && self
+                        .park
+                        .compare_exchange(
+                            park::NO,
+                            park::REQUESTED,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok() =>
+            {
+                alarm::PARK
+            }
+            _ => 0,
         }
     }
 }
@@ -151,60 +276,83 @@ impl Drop for InFlight {
     }
 }
 
-/// An I/O stream that reports received bytes to its connection's [`Activity`].
-pub struct Watched<T> {
-    inner: T,
-    activity: Arc<Activity>,
+/// One worker's connections, and the periodic look at their deadlines.
+#[derive(Debug)]
+pub struct Watchdog {
+    timeouts: Timeouts,
+    tick: Duration,
+    /// Nanoseconds on the [`nanos_at`] clock at the last tick.
+    clock: AtomicU64,
+    connections: Mutex<Registry>,
 }
 
-impl<T> Watched<T> {
-    pub(super) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+/// The connections a watchdog looks after (weak: a connection that ends is
+/// forgotten at the next sweep).
+#[derive(Debug, Default)]
+struct Registry {
+    live: Vec<std::sync::Weak<Activity>>,
+}
+
+impl Watchdog {
+    /// A watchdog for connections with these deadlines; [`Watchdog::run`] drives it.
+    pub fn new(timeouts: Timeouts) -> Arc<Self> {
+        // At most 100 ms between looks, and at least four per shortest deadline.
+        let shortest = timeouts.header.min(timeouts.idle);
+        let tick = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        Arc::new(Self {
+            timeouts,
+            tick,
+            clock: AtomicU64::new(nanos_at(Instant::now())),
+            connections: Mutex::new(Registry::default()),
+        })
     }
-}
 
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.on_bytes_received();
+    /// The time to stamp a phase change with: the last tick's clock plus one tick,
+    /// so a deadline measured from it never fires early.
+    fn stamp(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed) + self.tick.as_nanos() as u64
+    }
+
+    fn register(&self, activity: &Arc<Activity>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .push(Arc::downgrade(activity));
+    }
+
+    /// Looks at every connection each tick, raising the alarms that are due; when
+    /// the drain starts, asks every connection to close. Runs until the runtime
+    /// stops.
+    pub async fn run(self: Arc<Self>, drain: Drain) {
+        let mut draining = std::pin::pin!(drain.draining());
+        let mut drained = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.tick) => {}
+                () = &mut draining, if !drained => drained = true,
+            }
+            let now = nanos_at(Instant::now());
+            self.clock.store(now, Ordering::Relaxed);
+            self.sweep(now, drained);
         }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn sweep(&self, now: u64, draining: bool) {
+        let mut registry = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        registry.live.retain(|weak| {
+            let Some(activity) = weak.upgrade() else {
+                return false;
+            };
+            let mut bits = activity.due(&self.timeouts, now);
+            if draining {
+                bits |= alarm::DRAIN;
+            }
+            if bits != 0 {
+                activity.raise(bits);
+            }
+            true
+        });
     }
 }
 
@@ -218,55 +366,114 @@ mod tests {
     };
     const S: u64 = 1_000_000_000;
 
+    fn watched(parkable: bool) -> (Arc<Watchdog>, Arc<Activity>) {
+        let watchdog = Watchdog::new(T);
+        let activity = Activity::new(Instant::now(), &watchdog, parkable);
+        (watchdog, activity)
+    }
+
     #[test]
     fn head_then_idle_then_head_again() {
-        let a = Activity::new(Instant::now());
+        let (_w, a) = watched(false);
         let t0 = a.since.load(Ordering::Relaxed);
-        assert_eq!(a.verdict(&T, t0 + 4 * S), Verdict::WaitUntil(t0 + 5 * S));
-        assert_eq!(a.verdict(&T, t0 + 5 * S), Verdict::HeadTimedOut);
+        assert_eq!(a.due(&T, t0 + 4 * S), 0);
+        assert_eq!(a.due(&T, t0 + 5 * S), alarm::HEAD_EXPIRED);
 
-        a.request_started(false);
-        assert!(matches!(a.verdict(&T, t0 + 100 * S), Verdict::WaitUntil(_)));
+        a.request_started(false, false);
+        assert_eq!(a.due(&T, t0 + 100 * S), 0, "busy: no deadline");
         a.request_finished();
         assert_eq!(a.phase(), Phase::Idle);
         let idle_since = a.since.load(Ordering::Relaxed);
         // Idle: the header deadline no longer applies, the idle one does.
-        assert_eq!(
-            a.verdict(&T, idle_since + 10 * S),
-            Verdict::WaitUntil(idle_since + 60 * S)
-        );
-        assert_eq!(a.verdict(&T, idle_since + 60 * S), Verdict::IdleTimedOut);
+        assert_eq!(a.due(&T, idle_since + 10 * S), 0);
+        assert_eq!(a.due(&T, idle_since + 60 * S), alarm::IDLE_EXPIRED);
 
         a.on_bytes_received();
         assert_eq!(a.phase(), Phase::Head);
         let head_since = a.since.load(Ordering::Relaxed);
-        assert_eq!(a.verdict(&T, head_since + 5 * S), Verdict::HeadTimedOut);
+        assert_eq!(a.due(&T, head_since + 5 * S), alarm::HEAD_EXPIRED);
     }
 
     #[test]
     fn http2_bytes_do_not_start_a_head_deadline() {
-        let a = Activity::new(Instant::now());
-        a.request_started(true);
+        let (_w, a) = watched(false);
+        a.request_started(true, false);
         a.request_finished();
         a.on_bytes_received();
         assert_eq!(a.phase(), Phase::Idle);
         let since = a.since.load(Ordering::Relaxed);
-        assert_eq!(
-            a.verdict(&T, since + 10 * S),
-            Verdict::WaitUntil(since + 60 * S)
-        );
-        assert_eq!(a.verdict(&T, since + 60 * S), Verdict::IdleTimedOut);
+        assert_eq!(a.due(&T, since + 10 * S), 0);
+        assert_eq!(a.due(&T, since + 60 * S), alarm::IDLE_EXPIRED);
     }
 
     #[test]
     fn overlapping_requests_stay_busy_until_the_last_ends() {
-        let a = Activity::new(Instant::now());
-        a.request_started(true);
-        a.request_started(true);
+        let (_w, a) = watched(false);
+        a.request_started(true, false);
+        a.request_started(true, false);
         a.request_finished();
         assert_eq!(a.phase(), Phase::Busy);
         a.request_finished();
         assert_eq!(a.phase(), Phase::Idle);
+    }
+
+    #[test]
+    fn idle_parkable_connections_are_parked_once_then_closed_at_the_idle_deadline() {
+        let (_w, a) = watched(true);
+        a.request_started(false, true);
+        a.request_finished();
+        let since = a.since.load(Ordering::Relaxed);
+        assert_eq!(a.due(&T, since), 0);
+        assert_eq!(a.due(&T, since + S), alarm::PARK);
+        assert!(a.park_requested());
+        // Asked once, not at every tick.
+        assert_eq!(a.due(&T, since + 2 * S), 0);
+        assert_eq!(a.due(&T, since + 60 * S), alarm::IDLE_EXPIRED);
+        // Bytes wake it: a head deadline again, and parkable afresh later.
+        a.on_bytes_received();
+        assert!(!a.park_requested());
+    }
+
+    #[test]
+    fn bytes_during_a_request_make_the_next_idle_period_unparkable() {
+        let (_w, a) = watched(true);
+        a.request_started(false, true);
+        a.on_bytes_received();
+        a.request_finished();
+        let since = a.since.load(Ordering::Relaxed);
+        assert_eq!(
+            a.due(&T, since + 2 * S),
+            0,
+            "maybe a pipelined head in hyper"
+        );
+        // The next request starts afresh.
+        a.request_started(false, true);
+        a.request_finished();
+        let since = a.since.load(Ordering::Relaxed);
+        assert_eq!(a.due(&T, since + 2 * S), alarm::PARK);
+    }
+
+    #[test]
+    fn a_graceful_close_is_cut_after_the_header_timeout() {
+        let (_w, a) = watched(false);
+        a.closing();
+        let since = a.closing_since.load(Ordering::Relaxed);
+        assert_eq!(a.due(&T, since + 4 * S), 0);
+        assert_eq!(a.due(&T, since + 5 * S), alarm::CUT);
+    }
+
+    #[test]
+    fn the_sweep_raises_alarms_and_forgets_ended_connections() {
+        let (w, a) = watched(false);
+        let t0 = a.since.load(Ordering::Relaxed);
+        w.sweep(t0 + 6 * S, false);
+        assert_eq!(a.take_alarm(), alarm::HEAD_EXPIRED);
+        assert_eq!(a.take_alarm(), 0);
+        w.sweep(t0, true);
+        assert_eq!(a.take_alarm(), alarm::DRAIN);
+        drop(a);
+        w.sweep(t0, false);
+        assert!(w.connections.lock().unwrap().live.is_empty());
     }
 
     #[test]

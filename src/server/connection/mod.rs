@@ -1,120 +1,207 @@
 //! One client connection, from its first byte to its close: the protocol
-//! ([`protocol`]), the deadlines ([`deadline`]) and the drain signal, around
-//! hyper's HTTP/1 or HTTP/2 connection.
+//! ([`protocol`]), the deadlines and parking ([`deadline`]), the byte stream
+//! hyper reads ([`io`]), around hyper's HTTP/1 or HTTP/2 connection.
+//!
+//! **Parking.** hyper keeps an 8 KiB read buffer, a write buffer and its
+//! connection state for every HTTP/1 connection, also while it sits idle. A plain
+//! HTTP/1 connection idle for [`deadline::PARK_AFTER`] gives all of that back:
+//! its reads report end of input, hyper ends the connection at the request
+//! boundary without closing the socket, and the task waits on the bare socket
+//! until it is readable, then serves it with a fresh hyper connection. Busy
+//! connections never park (the grace period keeps them inside hyper). HTTP/2 and
+//! TLS connections keep their state (theirs cannot be handed back).
 
 pub mod deadline;
+pub mod io;
 pub mod protocol;
 
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
-use crate::base::shutdown::Drain;
 use crate::base::types::Handler;
 use crate::endpoint::Endpoint;
-use deadline::{now_nanos, Activity, InFlight, Verdict, Watched};
+use deadline::{alarm, Activity, InFlight, Watchdog};
+use io::Watched;
 
 pub use deadline::Timeouts;
 pub use protocol::{Builders, Protocol};
 
 type Incoming = hyper::body::Incoming;
 
-/// Serves one connection until it closes, times out, or finishes after `drain`
-/// starts. `accepted` is when the connection was accepted: the first head's deadline
-/// counts from there.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve<I, H>(
-    io: I,
-    protocol: Protocol,
-    accepted: Instant,
-    peer: Option<std::net::SocketAddr>,
-    endpoint: Arc<Endpoint<H>>,
-    builders: &Builders,
-    timeouts: Timeouts,
-    drain: Drain,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Handler,
-{
-    let activity = Arc::new(Activity::new(accepted));
-    let io = TokioIo::new(Watched::new(io, activity.clone()));
-    let svc_activity = activity.clone();
-    let svc = service_fn(move |req: http::Request<Incoming>| {
-        svc_activity.request_started(req.version() == http::Version::HTTP_2);
-        let in_flight = InFlight(svc_activity.clone());
-        endpoint.call(req, peer, in_flight)
-    });
-    // The HTTP/1 connection lives inline in the task; the HTTP/2 one is boxed, so
-    // its (larger) state does not make every connection's task as large as its: a
-    // task is as big as its largest branch, and memory per idle connection is
-    // mostly the task and hyper's buffers.
-    match protocol {
-        Protocol::Http1 => {
-            let conn = builders.http1.serve_connection(io, svc);
-            drive(conn, &activity, timeouts, drain).await
+/// A connection whose protocol is known, and what serving it needs.
+pub struct Accepted<H> {
+    pub protocol: Protocol,
+    /// When the connection was accepted: the first head's deadline counts from it.
+    pub accepted: Instant,
+    pub peer: Option<std::net::SocketAddr>,
+    pub endpoint: Arc<Endpoint<H>>,
+    pub watchdog: Arc<Watchdog>,
+}
+
+impl<H: Handler> Accepted<H> {
+    /// Serves a plain TCP connection until it closes, times out, or finishes after
+    /// the drain starts; HTTP/1 connections park while idle.
+    pub async fn serve_tcp(self, stream: TcpStream, builders: &Builders) {
+        match self.protocol {
+            Protocol::Http1 => self.serve_http1(stream, builders).await,
+            Protocol::Http2 => self.serve(stream, builders).await,
         }
-        Protocol::Http2 => {
-            let conn = builders.http2.serve_connection(io, svc);
-            Box::pin(drive(conn, &activity, timeouts, drain)).await
+    }
+
+    /// Serves any byte stream (TLS, or an in-memory one in tests) without parking.
+    pub async fn serve<I>(self, io: I, builders: &Builders)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new(self.accepted, &self.watchdog, false);
+        let svc = self.service(&activity, false);
+        let io = TokioIo::new(Watched::new(io, activity.clone(), Bytes::new()));
+        // The HTTP/2 connection is boxed, so its (larger) state does not make every
+        // connection's task as large as its: a task is as big as its largest state.
+        match self.protocol {
+            Protocol::Http1 => {
+                let mut conn = Box::pin(builders.http1.serve_connection(io, svc));
+                drive(conn.as_mut(), &activity).await;
+            }
+            Protocol::Http2 => {
+                let mut conn = Box::pin(builders.http2.serve_connection(io, svc));
+                drive(conn.as_mut(), &activity).await;
+            }
+        }
+    }
+
+    /// Plain HTTP/1: serve inside hyper while busy, park as a bare socket while idle.
+    async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
+        let activity = Activity::new(self.accepted, &self.watchdog, true);
+        let svc = self.service(&activity, true);
+        let mut prefix = Bytes::new();
+        loop {
+            let io = TokioIo::new(Watched::new(stream, activity.clone(), prefix));
+            let mut conn = Box::new(builders.http1.serve_connection(io, svc.clone()));
+            if let Ended::Closed = drive(Pin::new(&mut *conn), &activity).await {
+                return;
+            }
+            // Parked: hyper's state is dropped here; keep only the socket and any
+            // bytes hyper had read but not used.
+            let parts = conn.into_parts();
+            let (bare, unread) = parts.io.into_inner().into_parts();
+            stream = bare;
+            prefix = join(unread, parts.read_buf);
+            if prefix.is_empty() && !readable(&stream, &activity).await {
+                return;
+            }
+        }
+    }
+
+    /// The hyper service for this connection: marks requests in flight and hands
+    /// them to the endpoint.
+    fn service(
+        &self,
+        activity: &Arc<Activity>,
+        parkable: bool,
+    ) -> impl hyper::service::Service<
+        http::Request<Incoming>,
+        Response = crate::base::types::Response,
+        Error = std::convert::Infallible,
+        Future: Send + Unpin + 'static,
+    > + Clone
+           + Send
+           + Unpin
+           + 'static {
+        let (activity, endpoint, peer) = (activity.clone(), self.endpoint.clone(), self.peer);
+        service_fn(move |req: http::Request<Incoming>| {
+            let http2 = req.version() == http::Version::HTTP_2;
+            activity.request_started(http2, parkable);
+            endpoint.call(req, peer, InFlight(activity.clone()))
+        })
+    }
+}
+
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a,
+        (true, false) => b,
+        (false, false) => {
+            let mut joined = BytesMut::with_capacity(a.len() + b.len());
+            joined.extend_from_slice(&a);
+            joined.extend_from_slice(&b);
+            joined.freeze()
         }
     }
 }
 
-/// Polls `conn` to completion while enforcing the connection deadlines and the
-/// drain signal.
-async fn drive<C>(conn: C, activity: &Activity, timeouts: Timeouts, drain: Drain)
+/// How a hyper connection ended.
+enum Ended {
+    Closed,
+    /// At a request boundary, with the socket still open (parking).
+    Parked,
+}
+
+/// Polls `conn` to completion, acting on the alarms the watchdog and the drain
+/// raise: one atomic load per wake-up when there are none.
+async fn drive<C>(mut conn: Pin<&mut C>, activity: &Activity) -> Ended
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    tokio::pin!(conn);
-    let first = activity.verdict(&timeouts, now_nanos());
-    let timer = tokio::time::sleep(match first {
-        Verdict::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now_nanos())),
-        _ => Duration::ZERO,
-    });
-    tokio::pin!(timer);
-    let draining = drain.draining();
-    tokio::pin!(draining);
+    let mut waiting = false;
     let mut closing = false;
-    loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
+    poll_fn(|cx| {
+        if !waiting {
+            activity.set_waker(cx.waker());
+            waiting = true;
+        }
+        loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                let parked = result.is_ok() && !closing && activity.park_requested();
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                return;
+                return Poll::Ready(if parked { Ended::Parked } else { Ended::Closed });
             }
-            _ = draining.as_mut(), if !closing => {
+            let raised = activity.take_alarm();
+            if raised == 0 {
+                return Poll::Pending;
+            }
+            if raised & (alarm::HEAD_EXPIRED | alarm::CUT) != 0 {
+                tracing::debug!(alarm = raised, "deadline passed; closing");
+                return Poll::Ready(Ended::Closed);
+            }
+            if raised & (alarm::DRAIN | alarm::IDLE_EXPIRED) != 0 && !closing {
                 closing = true;
+                activity.closing();
                 conn.as_mut().graceful_shutdown();
             }
-            () = timer.as_mut() => {
-                if closing {
-                    // A graceful close that the peer did not complete in time.
-                    return;
-                }
-                match activity.verdict(&timeouts, now_nanos()) {
-                    Verdict::HeadTimedOut => {
-                        tracing::debug!("request head not received in time; closing");
-                        return;
-                    }
-                    Verdict::IdleTimedOut => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                        timer.as_mut().reset(tokio::time::Instant::now() + timeouts.header);
-                    }
-                    Verdict::WaitUntil(at) => {
-                        let wait = Duration::from_nanos(at.saturating_sub(now_nanos()));
-                        timer.as_mut().reset(tokio::time::Instant::now() + wait);
-                    }
-                }
-            }
+            // PARK needs no action here: reads now report end of input, which the
+            // next poll of the connection sees.
         }
-    }
+    })
+    .await
+}
+
+/// Waits, parked, until the socket has bytes (true) or the connection is to close:
+/// idle deadline or drain (false).
+async fn readable(stream: &TcpStream, activity: &Activity) -> bool {
+    let mut waiting = false;
+    poll_fn(|cx| {
+        if !waiting {
+            activity.set_waker(cx.waker());
+            waiting = true;
+        }
+        if activity.take_alarm() & !alarm::PARK != 0 {
+            return Poll::Ready(false);
+        }
+        stream.poll_read_ready(cx).map(|ready| ready.is_ok())
+    })
+    .await
 }
