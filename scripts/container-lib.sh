@@ -41,6 +41,9 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 CONF
     export CONTAINERS_CONF=$CT_CACHE/containers.conf
+    # Each build leaves its untagged build stage (about 2 GB) as the layer cache for
+    # the next one: keep a day of them, not every run's.
+    podman image prune -f --filter until=24h >/dev/null 2>&1 || true
 }
 
 # Builds a stand-in from a Containerfile given on stdin and a context directory.
