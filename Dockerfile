@@ -8,7 +8,8 @@
 #
 # The build stage runs on the builder's own platform (BUILDPLATFORM) and compiles for
 # the target's (TARGETARCH): no emulation, one toolchain. CI builds this same file
-# with a local stand-in for RUST_IMAGE, for both architectures (scripts/container-test).
+# with a local stand-in for RUST_IMAGE, for both architectures (scripts/container-test,
+# scripts/cross-test).
 #
 # Why the runtime is `scratch` and not distroless static: the image needs a passwd
 # entry for its uid, a CA bundle and the binary, which the build stage has. Built from
