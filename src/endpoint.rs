@@ -73,11 +73,13 @@ impl<H: Handler> Endpoint<H> {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
         let method = MethodLabel::of(req.method());
-        let request_id = request_id(req.headers());
+        let (given_id, traceparent) = scan(req.headers());
+        let request_id = match given_id {
+            Some(id) if is_valid_request_id(id.as_bytes()) => id.clone(),
+            _ => fresh_request_id(),
+        };
         // A span only for traced requests: untraced ones pay nothing for it.
-        let traced = req
-            .headers()
-            .get(&TRACEPARENT)
+        let traced = traceparent
             .and_then(|value| {
                 let parent = TraceParent::parse(value)?;
                 let span = tracing::info_span!("request", trace_id = parent.trace_id());
@@ -237,13 +239,19 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The client's `X-Request-Id` when it is 1-128 visible ASCII characters, else a
-/// fresh one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    match headers.get(&X_REQUEST_ID) {
-        Some(v) if is_valid_request_id(v.as_bytes()) => v.clone(),
-        _ => fresh_request_id(),
+/// The request's first `X-Request-Id` and `traceparent`, in one pass over its few
+/// headers: two lookups by name would hash both names (neither is a standard
+/// header), which costs more than comparing them with each header's.
+fn scan(headers: &HeaderMap) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+    let (mut id, mut trace) = (None, None);
+    for (name, value) in headers {
+        if *name == X_REQUEST_ID {
+            id = id.or(Some(value));
+        } else if *name == TRACEPARENT {
+            trace = trace.or(Some(value));
+        }
     }
+    (id, trace)
 }
 
 fn is_valid_request_id(id: &[u8]) -> bool {
