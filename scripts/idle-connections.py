@@ -3,10 +3,12 @@
 
 Starts the binary on a loopback port (WORKERS=1), measures its resident memory, opens
 N connections (default 10,000) that each send one POST /greet and read the answer,
-then leaves them idle and measures again; prints the growth per connection and checks
-that requests on the idle connections are still served.
+then leaves them idle (they park after 1 s) and measures again; prints the growth
+per connection and checks that a sample of the idle connections (one in ten, at
+least 1,000) is still served, every one of them.
 
     scripts/idle-connections.py [--bin target/release/greeting-service] [-n 10000]
+                                [--max-kib 8]   # exit 1 above this many KiB each (CI)
 """
 import argparse
 import json
@@ -48,6 +50,11 @@ def main():
     ap.add_argument("--bin", default="target/release/greeting-service")
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--env", action="append", default=[], help="extra VAR=VALUE for the server")
+    ap.add_argument("--max-kib", type=float, default=None,
+                    help="fail (exit 1) when an idle connection costs more than this")
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds to wait after the last connection before measuring "
+                         "(idle connections park after 1 s)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.n + 1000)), hard))
@@ -80,10 +87,13 @@ def main():
             if read_response(s) != b"200":
                 raise SystemExit(f"connection {i}: not 200")
             conns.append(s)
-        time.sleep(1.0)
+        for t in range(int(args.settle * 4)):
+            time.sleep(0.25)
+            print(f"  t+{(t + 1) / 4:.2f}s RSS {rss_kib(server.pid)} KiB", file=sys.stderr)
         after = rss_kib(server.pid)
         served = 0
-        for s in conns[:: max(1, args.n // 1000)]:
+        sampled = conns[:: max(1, args.n // 1000)]
+        for s in sampled:
             s.sendall(REQUEST)
             served += read_response(s) == b"200"
         per = (after - before) / args.n
@@ -93,7 +103,12 @@ def main():
             "rss_after_kib": after,
             "kib_per_idle_connection": round(per, 2),
             "sampled_requests_served": served,
+            "sampled": len(sampled),
         }))
+        if served != len(sampled):
+            raise SystemExit(f"only {served} of {len(sampled)} sampled idle connections were served")
+        if args.max_kib is not None and per > args.max_kib:
+            raise SystemExit(f"{per:.2f} KiB per idle connection, above the limit of {args.max_kib}")
         for s in conns:
             s.close()
     finally:

@@ -35,7 +35,7 @@ fuzz_target!(|input: &[u8]| {
             header: Duration::from_millis(50),
             idle: Duration::from_millis(50),
         };
-        let watchdog = Watchdog::new(timeouts);
+        let watchdog = Watchdog::new(timeouts, Arc::new(Connections::default()));
         let serving = async {
             // What the server's peek at the first bytes would decide.
             let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)])

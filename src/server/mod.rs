@@ -301,7 +301,7 @@ impl<H: Handler + Clone> Shared<H> {
     /// A worker for `listener`, registered with the current runtime, with its
     /// watchdog running there too.
     fn worker(&self, listener: std::net::TcpListener) -> io::Result<Worker<H>> {
-        let watchdog = Watchdog::new(self.settings.timeouts);
+        let watchdog = Watchdog::new(self.settings.timeouts, self.connections.clone());
         tokio::spawn(watchdog.clone().run(self.drain.clone()));
         Ok(Worker {
             listener: TcpListener::from_std(listener)?,

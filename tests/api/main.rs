@@ -9,4 +9,5 @@ mod helpers;
 mod lifecycle;
 mod modes;
 mod ops;
+mod parking;
 mod protocol;

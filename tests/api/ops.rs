@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::helpers::{run_to_exit, Conn, Raw, RawResponse, TestServer};
 
 /// Parses `name{labels} value` lines of the exposition into a lookup.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())

@@ -3,7 +3,7 @@
 //! which waits until none is left.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::DescriptorEncoder;
@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 pub struct Connections {
     tasks: TaskTracker,
     accepted: AtomicU64,
+    parked: AtomicI64,
 }
 
 impl Connections {
@@ -39,11 +40,33 @@ impl Connections {
         self.accepted.load(Ordering::Relaxed)
     }
 
+    /// Counts a connection as parked (idle, hyper's state released) until the
+    /// returned guard is dropped.
+    pub fn parked(self: &Arc<Self>) -> Parked {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        Parked(self.clone())
+    }
+
+    /// Connections parked now.
+    pub fn parked_now(&self) -> i64 {
+        self.parked.load(Ordering::Relaxed)
+    }
+
     /// Resolves once no connection is open. Meant for the drain, after the
     /// listeners have closed: connections spawned later are still waited for.
     pub async fn all_closed(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// A parked connection, counted until dropped.
+#[derive(Debug)]
+pub struct Parked(Arc<Connections>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -58,6 +81,12 @@ impl prometheus_client::collector::Collector for Collector {
             "http_connections_open",
             "Client connections currently open",
             &ConstGauge::new(self.0.open() as i64),
+        )?;
+        super::single(
+            &mut encoder,
+            "http_connections_parked",
+            "Idle HTTP/1 connections parked: no hyper state held, waiting for bytes",
+            &ConstGauge::new(self.0.parked_now()),
         )?;
         super::single(
             &mut encoder,

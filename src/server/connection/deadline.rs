@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::base::metrics::Connections;
 use crate::base::shutdown::Drain;
 
 /// The connection deadlines.
@@ -112,8 +113,7 @@ pub struct Activity {
     since: AtomicU64,
     in_flight: AtomicU32,
     http2: AtomicBool,
-    /// Plain HTTP/1 only; false for a while after bytes arrived during a request
-    /// (they may be the start of a pipelined request inside hyper's buffer).
+    /// Plain HTTP/1 only, and not once the peer has closed its side.
     parkable: AtomicBool,
     park: AtomicU8,
     /// Set when a graceful close began (nanoseconds, 0: none).
@@ -154,23 +154,17 @@ impl Activity {
 
     /// Called by the I/O wrapper when bytes arrive.
     pub(super) fn on_bytes_received(&self) {
-        match self.phase() {
-            Phase::Idle if !self.http2.load(Ordering::Relaxed) => {
-                self.park.store(park::NO, Ordering::Relaxed);
-                self.enter(Phase::Head);
-            }
-            // Bytes during a request may be the next pipelined request's, held in
-            // hyper's buffer: not safe to park until a request starts afresh.
-            Phase::Busy => self.parkable.store(false, Ordering::Relaxed),
-            _ => {}
+        if self.phase() == Phase::Idle && !self.http2.load(Ordering::Relaxed) {
+            self.park.store(park::NO, Ordering::Relaxed);
+            self.enter(Phase::Head);
         }
     }
 
-    pub(super) fn request_started(&self, http2: bool, parkable: bool) {
+    pub(super) fn request_started(&self, http2: bool) {
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
-        self.parkable.store(parkable, Ordering::Relaxed);
+        self.park.store(park::NO, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.phase.store(Phase::Busy as u8, Ordering::Relaxed);
     }
@@ -181,8 +175,7 @@ impl Activity {
         }
     }
 
-    /// True once parking was asked for: reads report end of input, so hyper ends
-    /// the connection at this request boundary.
+    /// True once parking was asked for and nothing has happened since.
     pub(super) fn park_requested(&self) -> bool {
         self.park.load(Ordering::Relaxed) == park::REQUESTED
     }
@@ -280,10 +273,12 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Watchdog {
     timeouts: Timeouts,
+    /// For the parked-connections gauge.
+    pub(super) connections: Arc<Connections>,
     tick: Duration,
     /// Nanoseconds on the [`nanos_at`] clock at the last tick.
     clock: AtomicU64,
-    connections: Mutex<Registry>,
+    registry: Mutex<Registry>,
 }
 
 /// The connections a watchdog looks after (weak: a connection that ends is
@@ -295,15 +290,16 @@ struct Registry {
 
 impl Watchdog {
     /// A watchdog for connections with these deadlines; [`Watchdog::run`] drives it.
-    pub fn new(timeouts: Timeouts) -> Arc<Self> {
+    pub fn new(timeouts: Timeouts, connections: Arc<Connections>) -> Arc<Self> {
         // At most 100 ms between looks, and at least four per shortest deadline.
         let shortest = timeouts.header.min(timeouts.idle);
         let tick = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
         Arc::new(Self {
             timeouts,
+            connections,
             tick,
             clock: AtomicU64::new(nanos_at(Instant::now())),
-            connections: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::default()),
         })
     }
 
@@ -314,7 +310,7 @@ impl Watchdog {
     }
 
     fn register(&self, activity: &Arc<Activity>) {
-        self.connections
+        self.registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .live
@@ -339,7 +335,7 @@ impl Watchdog {
     }
 
     fn sweep(&self, now: u64, draining: bool) {
-        let mut registry = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         registry.live.retain(|weak| {
             let Some(activity) = weak.upgrade() else {
                 return false;
@@ -367,7 +363,7 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn watched(parkable: bool) -> (Arc<Watchdog>, Arc<Activity>) {
-        let watchdog = Watchdog::new(T);
+        let watchdog = Watchdog::new(T, Arc::default());
         let activity = Activity::new(Instant::now(), &watchdog, parkable);
         (watchdog, activity)
     }
@@ -379,7 +375,7 @@ mod tests {
         assert_eq!(a.due(&T, t0 + 4 * S), 0);
         assert_eq!(a.due(&T, t0 + 5 * S), alarm::HEAD_EXPIRED);
 
-        a.request_started(false, false);
+        a.request_started(false);
         assert_eq!(a.due(&T, t0 + 100 * S), 0, "busy: no deadline");
         a.request_finished();
         assert_eq!(a.phase(), Phase::Idle);
@@ -397,7 +393,7 @@ mod tests {
     #[test]
     fn http2_bytes_do_not_start_a_head_deadline() {
         let (_w, a) = watched(false);
-        a.request_started(true, false);
+        a.request_started(true);
         a.request_finished();
         a.on_bytes_received();
         assert_eq!(a.phase(), Phase::Idle);
@@ -409,8 +405,8 @@ mod tests {
     #[test]
     fn overlapping_requests_stay_busy_until_the_last_ends() {
         let (_w, a) = watched(false);
-        a.request_started(true, false);
-        a.request_started(true, false);
+        a.request_started(true);
+        a.request_started(true);
         a.request_finished();
         assert_eq!(a.phase(), Phase::Busy);
         a.request_finished();
@@ -420,7 +416,7 @@ mod tests {
     #[test]
     fn idle_parkable_connections_are_parked_once_then_closed_at_the_idle_deadline() {
         let (_w, a) = watched(true);
-        a.request_started(false, true);
+        a.request_started(false);
         a.request_finished();
         let since = a.since.load(Ordering::Relaxed);
         assert_eq!(a.due(&T, since), 0);
@@ -435,22 +431,24 @@ mod tests {
     }
 
     #[test]
-    fn bytes_during_a_request_make_the_next_idle_period_unparkable() {
+    fn a_new_request_withdraws_a_park_request() {
         let (_w, a) = watched(true);
-        a.request_started(false, true);
-        a.on_bytes_received();
-        a.request_finished();
-        let since = a.since.load(Ordering::Relaxed);
-        assert_eq!(
-            a.due(&T, since + 2 * S),
-            0,
-            "maybe a pipelined head in hyper"
-        );
-        // The next request starts afresh.
-        a.request_started(false, true);
+        a.request_started(false);
         a.request_finished();
         let since = a.since.load(Ordering::Relaxed);
         assert_eq!(a.due(&T, since + 2 * S), alarm::PARK);
+        a.request_started(false);
+        assert!(!a.park_requested());
+    }
+
+    #[test]
+    fn a_peer_that_closed_is_never_parked() {
+        let (_w, a) = watched(true);
+        a.cancel_park();
+        a.request_started(false);
+        a.request_finished();
+        let since = a.since.load(Ordering::Relaxed);
+        assert_eq!(a.due(&T, since + 2 * S), 0);
     }
 
     #[test]
@@ -473,7 +471,7 @@ mod tests {
         assert_eq!(a.take_alarm(), alarm::DRAIN);
         drop(a);
         w.sweep(t0, false);
-        assert!(w.connections.lock().unwrap().live.is_empty());
+        assert!(w.registry.lock().unwrap().live.is_empty());
     }
 
     #[test]

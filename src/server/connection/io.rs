@@ -1,7 +1,6 @@
 //! The connection's byte stream as hyper sees it: reports received bytes to the
-//! connection's [`Activity`], replays bytes read before a park, and, once parking
-//! was asked for, reports end of input when nothing is waiting, so hyper ends the
-//! connection at a request boundary and hands the socket back.
+//! connection's [`Activity`], replays bytes hyper had read but not used before a
+//! park, and keeps the socket open when hyper ends a connection to park it.
 
 use std::io;
 use std::pin::Pin;
@@ -56,10 +55,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         } else if polled.is_ready() {
             // The peer's own end of input (or an error): no parking, close.
             self.activity.cancel_park();
-        } else if self.activity.park_requested() {
-            // Nothing waiting and parking asked for: end of input for hyper, which
-            // then ends an idle connection cleanly. The socket stays open.
-            return Poll::Ready(Ok(()));
         }
         polled
     }

@@ -5,11 +5,13 @@
 //! **Parking.** hyper keeps an 8 KiB read buffer, a write buffer and its
 //! connection state for every HTTP/1 connection, also while it sits idle. A plain
 //! HTTP/1 connection idle for [`deadline::PARK_AFTER`] gives all of that back:
-//! its reads report end of input, hyper ends the connection at the request
-//! boundary without closing the socket, and the task waits on the bare socket
-//! until it is readable, then serves it with a fresh hyper connection. Busy
-//! connections never park (the grace period keeps them inside hyper). HTTP/2 and
-//! TLS connections keep their state (theirs cannot be handed back).
+//! asked to close while idle, hyper ends the connection at the request boundary
+//! (the socket stays open: its shutdown is skipped), `into_parts()` hands back
+//! the socket and any bytes hyper had read but not used (the start of a
+//! pipelined request), and the task waits on the bare socket until it is
+//! readable, then serves it, those bytes first, with a fresh hyper connection.
+//! Busy connections never park (the grace period keeps them inside hyper).
+//! HTTP/2 and TLS connections keep their state (theirs cannot be handed back).
 
 pub mod deadline;
 pub mod io;
@@ -64,7 +66,7 @@ impl<H: Handler> Accepted<H> {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.accepted, &self.watchdog, false);
-        let svc = self.service(&activity, false);
+        let svc = self.service(&activity);
         let io = TokioIo::new(Watched::new(io, activity.clone(), Bytes::new()));
         // The HTTP/2 connection is boxed, so its (larger) state does not make every
         // connection's task as large as its: a task is as big as its largest state.
@@ -83,7 +85,7 @@ impl<H: Handler> Accepted<H> {
     /// Plain HTTP/1: serve inside hyper while busy, park as a bare socket while idle.
     async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
         let activity = Activity::new(self.accepted, &self.watchdog, true);
-        let svc = self.service(&activity, true);
+        let svc = self.service(&activity);
         let mut prefix = Bytes::new();
         loop {
             let io = TokioIo::new(Watched::new(stream, activity.clone(), prefix));
@@ -97,8 +99,11 @@ impl<H: Handler> Accepted<H> {
             let (bare, unread) = parts.io.into_inner().into_parts();
             stream = bare;
             prefix = join(unread, parts.read_buf);
-            if prefix.is_empty() && !readable(&stream, &activity).await {
-                return;
+            if prefix.is_empty() {
+                let _parked = self.watchdog.connections.parked();
+                if !readable(&stream, &activity).await {
+                    return;
+                }
             }
         }
     }
@@ -108,7 +113,6 @@ impl<H: Handler> Accepted<H> {
     fn service(
         &self,
         activity: &Arc<Activity>,
-        parkable: bool,
     ) -> impl hyper::service::Service<
         http::Request<Incoming>,
         Response = crate::base::types::Response,
@@ -120,8 +124,7 @@ impl<H: Handler> Accepted<H> {
            + 'static {
         let (activity, endpoint, peer) = (activity.clone(), self.endpoint.clone(), self.peer);
         service_fn(move |req: http::Request<Incoming>| {
-            let http2 = req.version() == http::Version::HTTP_2;
-            activity.request_started(http2, parkable);
+            activity.request_started(req.version() == http::Version::HTTP_2);
             endpoint.call(req, peer, InFlight(activity.clone()))
         })
     }
@@ -155,7 +158,7 @@ where
     C::Error: std::fmt::Display,
 {
     let mut waiting = false;
-    let mut closing = false;
+    let (mut closing, mut parking) = (false, false);
     poll_fn(|cx| {
         if !waiting {
             activity.set_waker(cx.waker());
@@ -163,7 +166,7 @@ where
         }
         loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                let parked = result.is_ok() && !closing && activity.park_requested();
+                let parked = result.is_ok() && parking && !closing && activity.park_requested();
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -181,9 +184,17 @@ where
                 closing = true;
                 activity.closing();
                 conn.as_mut().graceful_shutdown();
+            } else if raised & alarm::PARK != 0
+                && !parking
+                && !closing
+                && activity.park_requested()
+                && activity.phase() == deadline::Phase::Idle
+            {
+                // Idle in hyper's view too (no request in flight): hyper closes
+                // at once, keeping unread bytes for `into_parts`.
+                parking = true;
+                conn.as_mut().graceful_shutdown();
             }
-            // PARK needs no action here: reads now report end of input, which the
-            // next poll of the connection sees.
         }
     })
     .await
