@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use greeting_service::base::budget::BodyBuffers;
 use greeting_service::base::metrics::{Connections, Metrics};
 use greeting_service::base::shutdown::{Readiness, Signals};
 use greeting_service::config::{Command, Config, Mode};
@@ -94,6 +95,8 @@ fn main() -> ExitCode {
         None => server,
     };
 
+    let plan = config.memory_plan();
+    let max_connections = config.max_connections(&plan);
     let readiness = Readiness::default();
     let connections = Arc::new(Connections::default());
     let metrics = Metrics::new(connections.clone());
@@ -102,11 +105,13 @@ fn main() -> ExitCode {
         max_name_chars: config.max_name_chars.get(),
         body_timeout: config.header_timeout,
     };
-    let routes = Routes::new(limits, readiness.clone(), metrics.clone());
+    let buffers = BodyBuffers::new(plan.body_buffers);
+    let routes = Routes::new(limits, readiness.clone(), metrics.clone(), buffers);
     let endpoint = Endpoint::new(routes, metrics, config.access_log);
     let settings = Settings {
         mode: config.runtime,
-        max_connections: config.max_connections.get(),
+        max_connections,
+        max_body_bytes: config.max_body_bytes.get(),
         timeouts: Timeouts {
             header: config.header_timeout,
             idle: config.idle_timeout,
@@ -138,7 +143,10 @@ fn main() -> ExitCode {
         runtime = ?config.runtime,
         max_body_bytes = config.max_body_bytes.get(),
         max_name_chars = config.max_name_chars.get(),
-        max_connections = config.max_connections.get(),
+        max_connections,
+        memory_budget = plan.budget,
+        memory_budget_from = plan.source.as_str(),
+        body_buffer_limit = plan.body_buffers,
         header_timeout = ?config.header_timeout,
         idle_timeout = ?config.idle_timeout,
         shutdown_timeout = ?config.shutdown_timeout,

@@ -14,11 +14,12 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
 
+use crate::base::budget::{BodyBuffers, Held};
 use crate::base::metrics::{self, Metrics};
 use crate::base::route::Route;
 use crate::base::shutdown::Readiness;
 use crate::base::types::{self, Handler, Response};
-use crate::config::defaults;
+use crate::config::defaults::{self, MAX_HEAD_BYTES};
 use crate::domain::greet;
 use crate::domain::problem::Problem;
 
@@ -27,6 +28,7 @@ static METRICS_TYPE: HeaderValue = HeaderValue::from_static(metrics::CONTENT_TYP
 static ALLOW_POST: HeaderValue = HeaderValue::from_static("POST");
 static ALLOW_GET: HeaderValue = HeaderValue::from_static("GET, HEAD");
 static CLOSE: HeaderValue = HeaderValue::from_static("close");
+static RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
 
 /// Limits applied to `POST /greet`.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +56,7 @@ pub struct Routes {
     limits: Limits,
     readiness: Readiness,
     metrics: Metrics,
+    buffers: BodyBuffers,
 }
 
 /// What routing decided before any body byte was read.
@@ -65,11 +68,19 @@ enum Routed<B> {
 }
 
 impl Routes {
-    pub fn new(limits: Limits, readiness: Readiness, metrics: Metrics) -> Self {
+    /// The routes, with `buffers` the process-wide room for bodies still arriving.
+    pub fn new(
+        limits: Limits,
+        readiness: Readiness,
+        metrics: Metrics,
+        buffers: BodyBuffers,
+    ) -> Self {
+        metrics.watch_body_buffers(&buffers);
         Self {
             limits,
             readiness,
             metrics,
+            buffers,
         }
     }
 
@@ -132,7 +143,8 @@ impl Handler for Routes {
                 body,
                 collected: Collected::One(Bytes::new()),
                 limits: self.limits,
-                deadline: None,
+                buffers: self.buffers,
+                waiting: None,
             }),
         }
     }
@@ -171,9 +183,16 @@ pub struct Greeting<B> {
     body: B,
     collected: Collected,
     limits: Limits,
-    /// Armed only if the body did not come with the head: usually it did, and no
-    /// timer is created at all.
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    buffers: BodyBuffers,
+    /// Only if the body did not come with the head (usually it did, and no timer
+    /// is created nor room held at all).
+    waiting: Option<Waiting>,
+}
+
+/// A request waiting for the rest of its body.
+struct Waiting {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _room: Held,
 }
 
 impl<B> Greeting<B>
@@ -217,12 +236,24 @@ where
         let read = match this.poll_read(cx) {
             Poll::Ready(read) => read,
             Poll::Pending => {
-                let timeout = this.limits.body_timeout;
-                let deadline = this
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                ready!(deadline.as_mut().poll(cx));
-                Err(Problem::body_timeout())
+                if this.waiting.is_none() {
+                    // Room for a whole head and body while it arrives, or 503.
+                    let room = MAX_HEAD_BYTES + this.limits.max_body_bytes;
+                    let Some(held) = this.buffers.try_hold(room) else {
+                        return Poll::Ready(busy());
+                    };
+                    this.waiting = Some(Waiting {
+                        deadline: Box::pin(tokio::time::sleep(this.limits.body_timeout)),
+                        _room: held,
+                    });
+                }
+                match &mut this.waiting {
+                    Some(waiting) => {
+                        ready!(waiting.deadline.as_mut().poll(cx));
+                        Err(Problem::body_timeout())
+                    }
+                    None => return Poll::Pending,
+                }
             }
         };
         let answered = read.and_then(|()| {
@@ -233,13 +264,25 @@ where
     }
 }
 
+/// 503 with `Retry-After` for a body that cannot be given room (see
+/// `config::memory`); the connection is closed, as the body is not read.
+fn busy() -> Response {
+    let mut response = problem_closing_unread_body(Problem::busy());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, RETRY_AFTER.clone());
+    response
+}
+
 /// An error response; when the body was refused before it was read in full, the
 /// connection is closed instead of reading (and discarding) the rest. hyper drops
 /// this header on HTTP/2, where the stream is reset instead.
 fn problem_closing_unread_body(problem: Problem) -> Response {
     let unread_body = matches!(
         problem.status(),
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::SERVICE_UNAVAILABLE
     );
     let mut response = problem.into_response();
     if unread_body {

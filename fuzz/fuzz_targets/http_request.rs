@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use greeting_service::base::budget::BodyBuffers;
 use greeting_service::base::metrics::{Connections, Metrics};
 use greeting_service::base::shutdown::{Drain, Readiness};
 use greeting_service::endpoint::Endpoint;
@@ -26,7 +27,8 @@ fuzz_target!(|input: &[u8]| {
     let rt = runtime();
     rt.block_on(async {
         let metrics = Metrics::new(Arc::new(Connections::default()));
-        let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone());
+        let buffers = BodyBuffers::new(256 << 20);
+        let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone(), buffers);
         let endpoint = Arc::new(Endpoint::new(routes, metrics, false));
         let builders = Builders::default();
         let (client, server) = tokio::io::duplex(64 * 1024);
@@ -46,6 +48,10 @@ fuzz_target!(|input: &[u8]| {
                 peer: None,
                 endpoint,
                 watchdog: watchdog.clone(),
+                unread: connection::unread::Budget {
+                    bytes: 16 * 1024,
+                    within: timeouts.header,
+                },
             };
             tokio::select! {
                 () = accepted.serve(server, &builders) => {}

@@ -2,6 +2,7 @@
 //! `base` (see the layering rule in the crate documentation).
 
 pub mod arena;
+pub mod budget;
 pub mod hex;
 pub mod json;
 pub mod metrics;

@@ -164,6 +164,15 @@ impl Problem {
         )
     }
 
+    /// 503: the process holds as much room for arriving bodies as its memory
+    /// budget allows; the caller adds `Retry-After`.
+    pub const fn busy() -> Self {
+        Self::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its memory budget for request bodies; retry shortly",
+        )
+    }
+
     pub const fn bad_body() -> Self {
         Self::text(StatusCode::BAD_REQUEST, "request body could not be read")
     }

@@ -43,6 +43,9 @@ pub struct Settings {
     /// Which threads run the accept loops.
     pub mode: Mode,
     pub max_connections: usize,
+    /// `MAX_BODY_BYTES`: how much of an HTTP/2 body the handler did not read is
+    /// read after the answer (see `connection::unread`).
+    pub max_body_bytes: usize,
     pub timeouts: Timeouts,
     /// After the request to stop, how long to keep accepting and serving (with
     /// `/readyz` answering 503) before the drain starts.
@@ -376,6 +379,7 @@ impl<H: Handler + Clone> Worker<H> {
                 accepted,
                 peer,
                 timeouts: self.shared.settings.timeouts,
+                max_body_bytes: self.shared.settings.max_body_bytes,
                 drain: self.shared.drain.clone(),
                 endpoint: self.endpoint.clone(),
                 watchdog: self.watchdog.clone(),
@@ -394,6 +398,7 @@ struct Started<H> {
     accepted: Instant,
     peer: SocketAddr,
     timeouts: Timeouts,
+    max_body_bytes: usize,
     drain: Drain,
     endpoint: Arc<Endpoint<H>>,
     watchdog: Arc<Watchdog>,
@@ -436,6 +441,10 @@ impl<H: Handler> Started<H> {
             peer: Some(self.peer),
             endpoint: self.endpoint,
             watchdog: self.watchdog,
+            unread: connection::unread::Budget {
+                bytes: self.max_body_bytes,
+                within: self.timeouts.header,
+            },
         };
         match io {
             Io::Plain(s) => accepted.serve_tcp(s, builders).await,

@@ -87,7 +87,8 @@ fn help_lists_every_setting_with_defaults_and_version_prints() {
         ("--workers", "WORKERS", None),
         ("--max-body-bytes", "MAX_BODY_BYTES", Some("16384")),
         ("--max-name-chars", "MAX_NAME_CHARS", Some("256")),
-        ("--max-connections", "MAX_CONNECTIONS", Some("10000")),
+        ("--max-connections", "MAX_CONNECTIONS", None),
+        ("--memory-budget", "MEMORY_BUDGET", None),
         ("--header-timeout", "HEADER_TIMEOUT", Some("5s")),
         ("--idle-timeout", "IDLE_TIMEOUT", Some("60s")),
         ("--shutdown-timeout", "SHUTDOWN_TIMEOUT", Some("10s")),
@@ -110,6 +111,33 @@ fn help_lists_every_setting_with_defaults_and_version_prints() {
     let out = run_to_exit(&["--version"], &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn the_memory_budget_sets_the_connection_cap_and_the_body_buffer_limit() {
+    for (budget, connections, bodies) in [
+        ("1GiB", 10_000, (1024u64 - 32) << 18),
+        ("256MiB", 2389, 56 << 20),
+    ] {
+        let app = TestServer::spawn_with(&[("MEMORY_BUDGET", budget)]);
+        let line = app.wait_for_log("\"listening\"");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["max_connections"], connections, "{line}");
+        assert_eq!(v["body_buffer_limit"], bodies, "{line}");
+        assert_eq!(v["memory_budget_from"], "MEMORY_BUDGET", "{line}");
+    }
+    // An explicit MAX_CONNECTIONS wins over the budget's.
+    let app = TestServer::spawn_with(&[("MEMORY_BUDGET", "256MiB"), ("MAX_CONNECTIONS", "77")]);
+    assert!(app
+        .wait_for_log("\"listening\"")
+        .contains(r#""max_connections":77"#));
+    let out = run_to_exit(&[], &[("MEMORY_BUDGET", "1MiB")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains("MEMORY_BUDGET") && out.stderr.contains("64MiB"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

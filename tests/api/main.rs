@@ -2,6 +2,7 @@
 //! One test binary with modules, to keep link times down.
 
 mod api;
+mod budget;
 #[path = "../common/mod.rs"]
 mod common;
 mod config;

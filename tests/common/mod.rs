@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use greeting_service::base::budget::BodyBuffers;
 use greeting_service::base::metrics::{Connections, Metrics};
 use greeting_service::base::shutdown::Readiness;
 use greeting_service::base::types::Handler;
@@ -28,7 +29,8 @@ pub fn parts(limits: Limits) -> Parts {
     let readiness = Readiness::default();
     let connections = Arc::new(Connections::default());
     let metrics = Metrics::new(connections.clone());
-    let routes = Routes::new(limits, readiness.clone(), metrics.clone());
+    let buffers = BodyBuffers::new(256 << 20);
+    let routes = Routes::new(limits, readiness.clone(), metrics.clone(), buffers);
     Parts {
         routes,
         metrics,
@@ -48,6 +50,7 @@ pub fn settings() -> Settings {
     Settings {
         mode: Mode::PerCore,
         max_connections: 10_000,
+        max_body_bytes: 16 * 1024,
         timeouts: Timeouts {
             header: Duration::from_secs(5),
             idle: Duration::from_secs(60),

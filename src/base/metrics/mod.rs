@@ -7,16 +7,18 @@
 //! implementations sum the shards and turn them into the text exposition through
 //! `prometheus-client`'s encoder, so the output format is the library's, not ours.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::base::budget::BodyBuffers;
 use crate::base::route::Route;
 
 mod connections;
@@ -62,20 +64,29 @@ impl MethodLabel {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     requests: Arc<Shards>,
+    body_buffers: Arc<OnceLock<BodyBuffers>>,
     registry: Arc<Registry>,
 }
 
 impl Metrics {
     pub fn new(connections: Arc<Connections>) -> Self {
         let requests = Arc::new(Shards::new());
+        let body_buffers = Arc::new(OnceLock::new());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(RequestCollector(requests.clone())));
         registry.register_collector(Box::new(connections::Collector(connections)));
+        registry.register_collector(Box::new(BodyBufferCollector(body_buffers.clone())));
         registry.register_collector(Box::new(process::Collector));
         Self {
             requests,
+            body_buffers,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Exports the body-buffer limit and what is held (the first set given wins).
+    pub fn watch_body_buffers(&self, buffers: &BodyBuffers) {
+        let _ = self.body_buffers.set(*buffers);
     }
 
     /// Records one request into this thread's shard (see [`requests`]): no lock,
@@ -148,6 +159,31 @@ impl Collector for RequestCollector {
                 )?;
         }
         Ok(())
+    }
+}
+
+/// Encodes the body-buffer gauges on a scrape, once they are known.
+#[derive(Debug)]
+struct BodyBufferCollector(Arc<OnceLock<BodyBuffers>>);
+
+impl Collector for BodyBufferCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(buffers) = self.0.get() else {
+            return Ok(());
+        };
+        let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        single(
+            &mut encoder,
+            "http_body_buffer_held_bytes",
+            "Room held for request bodies still arriving",
+            &gauge(buffers.held()),
+        )?;
+        single(
+            &mut encoder,
+            "http_body_buffer_limit_bytes",
+            "The most room request bodies still arriving may hold (from MEMORY_BUDGET)",
+            &gauge(buffers.limit()),
+        )
     }
 }
 

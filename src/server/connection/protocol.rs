@@ -13,9 +13,13 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The largest request head (request line and headers) the service reads: above
-/// it, 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+use crate::config::defaults::MAX_HEAD_BYTES;
+
+/// HTTP/2 receive windows (connection and each stream): what a client may send
+/// before the service reads it. The spec's 64 KiB rather than hyper's 1 MiB, so a
+/// connection's worst case fits the memory plan's per-connection share
+/// (`config::memory::PER_CONNECTION`); bodies are at most `MAX_BODY_BYTES` anyway.
+const H2_WINDOW: u32 = 65_535;
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -104,6 +108,8 @@ impl Default for Builders {
             .timer(TokioTimer::new())
             .max_concurrent_streams(256)
             .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .initial_connection_window_size(H2_WINDOW)
+            .initial_stream_window_size(H2_WINDOW)
             // Rapid reset (CVE-2023-44487) and error-reset floods: bounded explicitly.
             .max_pending_accept_reset_streams(Some(50))
             .max_local_error_reset_streams(Some(256))
