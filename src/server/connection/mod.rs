@@ -16,11 +16,13 @@
 pub mod deadline;
 pub mod io;
 pub mod protocol;
+pub mod unread;
 
-use std::future::poll_fn;
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -30,7 +32,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::base::types::Handler;
+use crate::base::types::{Handler, Response};
 use crate::endpoint::Endpoint;
 use deadline::{alarm, Activity, InFlight, Watchdog};
 use io::Watched;
@@ -48,6 +50,8 @@ pub struct Accepted<H> {
     pub peer: Option<std::net::SocketAddr>,
     pub endpoint: Arc<Endpoint<H>>,
     pub watchdog: Arc<Watchdog>,
+    /// How much of an HTTP/2 body the handler did not read is read afterwards.
+    pub unread: unread::Budget,
 }
 
 impl<H: Handler> Accepted<H> {
@@ -66,16 +70,17 @@ impl<H: Handler> Accepted<H> {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.accepted, &self.watchdog, false);
-        let svc = self.service(&activity);
         let io = TokioIo::new(Watched::new(io, activity.clone(), Bytes::new()));
         // The HTTP/2 connection is boxed, so its (larger) state does not make every
         // connection's task as large as its: a task is as big as its largest state.
         match self.protocol {
             Protocol::Http1 => {
+                let svc = self.service(&activity);
                 let mut conn = Box::pin(builders.http1.serve_connection(io, svc));
                 drive(conn.as_mut(), &activity).await;
             }
             Protocol::Http2 => {
+                let svc = self.http2_service(&activity);
                 let mut conn = Box::pin(builders.http2.serve_connection(io, svc));
                 drive(conn.as_mut(), &activity).await;
             }
@@ -115,8 +120,8 @@ impl<H: Handler> Accepted<H> {
         activity: &Arc<Activity>,
     ) -> impl hyper::service::Service<
         http::Request<Incoming>,
-        Response = crate::base::types::Response,
-        Error = std::convert::Infallible,
+        Response = Response,
+        Error = Infallible,
         Future: Send + Unpin + 'static,
     > + Clone
            + Send
@@ -127,6 +132,56 @@ impl<H: Handler> Accepted<H> {
             activity.request_started(req.version() == http::Version::HTTP_2);
             endpoint.call(req, peer, InFlight(activity.clone()))
         })
+    }
+}
+
+impl<H: Handler> Accepted<H> {
+    /// The HTTP/2 service: bodies the handler does not read are read afterwards
+    /// (see [`unread`]), and a request without `:path` is refused with
+    /// PROTOCOL_ERROR (RFC 9113 section 8.3.1), which h2 0.4 lets through when
+    /// `:authority` is missing too (docs/upstream/h2-missing-path.md).
+    fn http2_service(
+        &self,
+        activity: &Arc<Activity>,
+    ) -> impl hyper::service::Service<
+        http::Request<Incoming>,
+        Response = Response,
+        Error = h2::Error,
+        Future: Send + Unpin + 'static,
+    > + Clone
+           + Send
+           + Unpin
+           + 'static {
+        let (activity, endpoint, peer) = (activity.clone(), self.endpoint.clone(), self.peer);
+        let budget = self.unread;
+        service_fn(move |req: http::Request<Incoming>| {
+            if req.uri().path().is_empty() && req.method() != http::Method::CONNECT {
+                return Http2Call::Refused;
+            }
+            activity.request_started(true);
+            let req = req.map(|body| unread::UnreadBody::new(body, budget));
+            Http2Call::Served(endpoint.call(req, peer, InFlight(activity.clone())))
+        })
+    }
+}
+
+/// An HTTP/2 request's answer: the endpoint's, or a stream error.
+enum Http2Call<F> {
+    Refused,
+    Served(F),
+}
+
+impl<F> Future for Http2Call<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Refused => Poll::Ready(Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR))),
+            Self::Served(answer) => Pin::new(answer).poll(cx).map(|Ok(response)| Ok(response)),
+        }
     }
 }
 
