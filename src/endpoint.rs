@@ -25,6 +25,7 @@ use http_body::Body as HttpBody;
 use crate::base::arena::{self, Sink};
 use crate::base::metrics::{MethodLabel, Metrics};
 use crate::base::route::Route;
+use crate::base::spans::{self, Outcome, Spans};
 use crate::base::trace::TraceParent;
 use crate::base::types::{Handler, Response};
 use crate::base::{hex, random};
@@ -42,6 +43,8 @@ pub struct Endpoint<H> {
     pub handler: H,
     pub metrics: Metrics,
     pub access_log: bool,
+    /// Span export, when an OTLP endpoint is configured.
+    pub spans: Option<Spans>,
 }
 
 /// Longest request path written to the access log.
@@ -53,7 +56,14 @@ impl<H: Handler> Endpoint<H> {
             handler,
             metrics,
             access_log,
+            spans: None,
         }
+    }
+
+    /// Exports a span for every sampled request through `spans`.
+    pub fn with_spans(mut self, spans: Option<Spans>) -> Self {
+        self.spans = spans;
+        self
     }
 
     /// Starts handling `req`: everything that needs only the request head happens
@@ -78,20 +88,42 @@ impl<H: Handler> Endpoint<H> {
             Some(id) if is_valid_request_id(id.as_bytes()) => id.clone(),
             _ => fresh_request_id(),
         };
-        // A span only for traced requests: untraced ones pay nothing for it.
-        let traced = traceparent
-            .and_then(|value| {
-                let parent = TraceParent::parse(value)?;
-                let span = tracing::info_span!("request", trace_id = parent.trace_id());
-                Some((parent.child(), parent.trace_id().to_owned(), span))
-            })
-            .map(|(child, trace_id, span)| {
-                Box::new(Traced {
-                    child,
-                    trace_id,
-                    span,
-                })
-            });
+        // Untraced requests pay nothing for tracing when export is off.
+        let parent = traceparent.and_then(TraceParent::parse);
+        let traced = match (&self.spans, parent) {
+            (None, None) => None,
+            (None, Some(parent)) => Some(Traced::new(
+                parent.child(),
+                parent.trace_id().to_owned(),
+                None,
+            )),
+            (Some(spans), parent) => {
+                let span_id = random::next_u64();
+                let exported = spans
+                    .start(parent.as_ref(), span_id, req.method())
+                    .map(|s| Exported {
+                        started: s,
+                        path: truncate(req.uri().path(), MAX_LOGGED_PATH).to_owned(),
+                        version: req.version(),
+                        peer,
+                    });
+                match (parent, exported) {
+                    (Some(parent), exported) => Some(Traced::new(
+                        parent.child_with(span_id),
+                        parent.trace_id().to_owned(),
+                        exported,
+                    )),
+                    // A new trace, sampled: the response names it.
+                    (None, Some(exported)) => Some(Traced::new(
+                        HeaderValue::from_str(&exported.started.traceparent())
+                            .unwrap_or_else(|_| HeaderValue::from_static("00")),
+                        exported.started.trace_id(),
+                        Some(exported),
+                    )),
+                    (None, None) => None,
+                }
+            }
+        };
         // Only the access log needs these after the handler has the request.
         let logged = self.access_log.then(|| {
             Box::new(Logged {
@@ -144,12 +176,36 @@ struct Finish<H, G> {
     guard: G,
 }
 
-/// A request that came with a valid `traceparent`.
+/// A request that came with a valid `traceparent`, or whose new trace is sampled
+/// for export.
 struct Traced {
     /// Our hop's `traceparent`, for the response.
     child: HeaderValue,
     trace_id: String,
+    /// The log span: every line written while handling the request carries the
+    /// trace id.
     span: tracing::Span,
+    exported: Option<Exported>,
+}
+
+impl Traced {
+    fn new(child: HeaderValue, trace_id: String, exported: Option<Exported>) -> Box<Self> {
+        let span = tracing::info_span!("request", trace_id = trace_id.as_str());
+        Box::new(Self {
+            child,
+            trace_id,
+            span,
+            exported,
+        })
+    }
+}
+
+/// A request whose span is exported: what the span needs at its end.
+struct Exported {
+    started: spans::Started,
+    path: String,
+    version: Version,
+    peer: Option<SocketAddr>,
 }
 
 /// What the access log line needs from the request.
@@ -193,7 +249,7 @@ where
 
 impl<H, G> Finish<H, G> {
     /// Adds the common headers, records the metrics and the access log line.
-    fn finish(self, mut response: Response) -> Response {
+    fn finish(mut self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, NO_STORE.clone());
         headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
@@ -205,6 +261,19 @@ impl<H, G> Finish<H, G> {
         endpoint
             .metrics
             .record(self.route, self.method, response.status(), took);
+        if let (Some(spans), Some(exported)) = (
+            &endpoint.spans,
+            self.traced.as_mut().and_then(|t| t.exported.take()),
+        ) {
+            let outcome = Outcome {
+                status: response.status().as_u16(),
+                route: (self.route != Route::Unmatched).then(|| self.route.as_str()),
+                version: exported.version,
+                peer: exported.peer,
+                path: &exported.path,
+            };
+            spans.end(exported.started, outcome);
+        }
         if let Some(logged) = self.logged {
             tracing::info!(
                 target: "access",

@@ -48,6 +48,35 @@ fn configure_allocator() {
 #[cfg(not(feature = "mimalloc"))]
 fn configure_allocator() {}
 
+#[cfg(feature = "otlp")]
+use telemetry::export::Export;
+
+/// Starts span export if an endpoint is configured.
+#[cfg(feature = "otlp")]
+fn start_export(config: &Config, scheme: &'static str) -> Result<Option<Export>, String> {
+    telemetry::export::start(config, scheme)
+}
+
+/// Built without the `otlp` feature: an endpoint is a configuration error.
+#[cfg(not(feature = "otlp"))]
+fn start_export(config: &Config, _scheme: &'static str) -> Result<Option<Export>, String> {
+    match config.otlp_traces_url() {
+        Some(_) => Err("span export is not built in (the otlp feature is off)".to_owned()),
+        None => Ok(None),
+    }
+}
+
+/// Without the `otlp` feature there is no export pipeline.
+#[cfg(not(feature = "otlp"))]
+enum Export {}
+
+#[cfg(not(feature = "otlp"))]
+impl Export {
+    fn shutdown(self, _within: std::time::Duration) {
+        match self {}
+    }
+}
+
 fn main() -> ExitCode {
     configure_allocator();
     let config = Config::parse_or_exit();
@@ -72,6 +101,15 @@ fn main() -> ExitCode {
         _ => None,
     };
     telemetry::init(config.log_format, config.log_level);
+    // Span export: a bad endpoint is bad configuration, exit 2 before binding.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let export = match start_export(&config, scheme) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("greeting-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Each connection is a file descriptor: use all the kernel allows.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open file limit");
@@ -107,7 +145,15 @@ fn main() -> ExitCode {
     };
     let buffers = BodyBuffers::new(plan.body_buffers);
     let routes = Routes::new(limits, readiness.clone(), metrics.clone(), buffers);
-    let endpoint = Endpoint::new(routes, metrics, config.access_log);
+    #[cfg(feature = "otlp")]
+    if let Some(export) = &export {
+        metrics.watch_spans(export.stats.clone());
+    }
+    #[cfg(feature = "otlp")]
+    let spans = export.as_ref().map(|e| e.spans.clone());
+    #[cfg(not(feature = "otlp"))]
+    let spans = None;
+    let endpoint = Endpoint::new(routes, metrics, config.access_log).with_spans(spans);
     let settings = Settings {
         mode: config.runtime,
         max_connections,
@@ -158,6 +204,12 @@ fn main() -> ExitCode {
     );
 
     let report = server.run(runtime, endpoint, settings, readiness, connections, signals);
+    if let Some(export) = export {
+        // What the drain left of SHUTDOWN_TIMEOUT, for the spans still queued.
+        let drained = report.as_ref().map_or(Default::default(), |r| r.took);
+        let left = config.shutdown_timeout.saturating_sub(drained);
+        export.shutdown(left.max(std::time::Duration::from_millis(500)));
+    }
     match report {
         Ok(report) => {
             tracing::info!(

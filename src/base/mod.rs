@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod random;
 pub mod route;
 pub mod shutdown;
+pub mod spans;
 pub mod trace;
 pub mod types;

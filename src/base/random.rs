@@ -29,6 +29,14 @@ pub fn next_u64() -> u64 {
     })
 }
 
+/// A random, non-zero 128-bit trace id (W3C Trace Context), big-endian bytes.
+pub fn trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&next_u64().to_be_bytes());
+    id[8..].copy_from_slice(&next_u64().to_be_bytes());
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

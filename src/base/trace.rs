@@ -14,6 +14,7 @@ use crate::base::{hex, random};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent<'a> {
     trace_id: &'a str,
+    parent_id: &'a str,
     flags: &'a str,
 }
 
@@ -42,20 +43,38 @@ impl<'a> TraceParent<'a> {
             && hex::is_lower_hex(flags)
             && !all_zeros(trace_id)
             && !all_zeros(parent_id);
-        valid.then_some(Self { trace_id, flags })
+        valid.then_some(Self {
+            trace_id,
+            parent_id,
+            flags,
+        })
     }
 
     pub fn trace_id(&self) -> &'a str {
         self.trace_id
     }
 
+    /// The caller's span id: our span's parent.
+    pub fn parent_id(&self) -> &'a str {
+        self.parent_id
+    }
+
+    pub fn flags(&self) -> &'a str {
+        self.flags
+    }
+
     /// `00-<trace id>-<new span id>-<flags>` for the response.
     pub fn child(&self) -> HeaderValue {
+        self.child_with(random::next_u64())
+    }
+
+    /// `00-<trace id>-<span_id>-<flags>`: our hop, with the span id our span has.
+    pub fn child_with(&self, span_id: u64) -> HeaderValue {
         let mut out = Vec::with_capacity(55);
         out.extend_from_slice(b"00-");
         out.extend_from_slice(self.trace_id.as_bytes());
         out.push(b'-');
-        out.extend_from_slice(&hex::u64_digits(random::next_u64()));
+        out.extend_from_slice(&hex::u64_digits(span_id));
         out.push(b'-');
         out.extend_from_slice(self.flags.as_bytes());
         HeaderValue::from_maybe_shared(Bytes::from(out)).unwrap_or_else(|_| {

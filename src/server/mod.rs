@@ -60,6 +60,8 @@ pub struct ShutdownReport {
     pub drained: usize,
     /// Connections still open at the deadline, cut when the runtime stops.
     pub cut: usize,
+    /// How long the drain took (at most `SHUTDOWN_TIMEOUT`).
+    pub took: Duration,
 }
 
 /// The tokio runtime for one thread of `mode`: a current-thread runtime for a
@@ -257,6 +259,7 @@ async fn shut_down(
         "shutdown started; draining connections"
     );
     drain.start();
+    let draining_since = Instant::now();
     let drained_in_time = tokio::select! {
         () = connections.all_closed() => true,
         () = tokio::time::sleep(settings.shutdown_timeout) => false,
@@ -273,6 +276,7 @@ async fn shut_down(
     ShutdownReport {
         drained: open_at_start.saturating_sub(cut),
         cut,
+        took: draining_since.elapsed(),
     }
 }
 

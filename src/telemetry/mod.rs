@@ -10,6 +10,9 @@
 
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "otlp")]
+pub mod export;
+
 use crate::config::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. Call once, before anything logs.

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::base::budget::BodyBuffers;
 use crate::base::route::Route;
+use crate::base::spans::SpanStats;
 
 mod connections;
 mod process;
@@ -65,6 +66,7 @@ impl MethodLabel {
 pub struct Metrics {
     requests: Arc<Shards>,
     body_buffers: Arc<OnceLock<BodyBuffers>>,
+    spans: Arc<OnceLock<Arc<SpanStats>>>,
     registry: Arc<Registry>,
 }
 
@@ -72,16 +74,24 @@ impl Metrics {
     pub fn new(connections: Arc<Connections>) -> Self {
         let requests = Arc::new(Shards::new());
         let body_buffers = Arc::new(OnceLock::new());
+        let spans = Arc::new(OnceLock::new());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(RequestCollector(requests.clone())));
         registry.register_collector(Box::new(connections::Collector(connections)));
         registry.register_collector(Box::new(BodyBufferCollector(body_buffers.clone())));
+        registry.register_collector(Box::new(SpanCollector(spans.clone())));
         registry.register_collector(Box::new(process::Collector));
         Self {
             requests,
             body_buffers,
+            spans,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Exports the span-export counters (when span export is on).
+    pub fn watch_spans(&self, stats: Arc<SpanStats>) {
+        let _ = self.spans.set(stats);
     }
 
     /// Exports the body-buffer limit and what is held (the first set given wins).
@@ -183,6 +193,37 @@ impl Collector for BodyBufferCollector {
             "http_body_buffer_limit_bytes",
             "The most room request bodies still arriving may hold (from MEMORY_BUDGET)",
             &gauge(buffers.limit()),
+        )
+    }
+}
+
+/// Encodes the span-export counters on a scrape, when export is on.
+#[derive(Debug)]
+struct SpanCollector(Arc<OnceLock<Arc<SpanStats>>>);
+
+impl Collector for SpanCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let e = &mut encoder;
+        single(
+            e,
+            "otlp_spans_exported",
+            "Spans the OTLP endpoint accepted",
+            &ConstCounter::new(stats.exported()),
+        )?;
+        single(
+            e,
+            "otlp_spans_dropped",
+            "Spans dropped because the export queue was full",
+            &ConstCounter::new(stats.dropped()),
+        )?;
+        single(
+            e,
+            "otlp_spans_failed",
+            "Spans in batches the OTLP endpoint did not accept (or in time)",
+            &ConstCounter::new(stats.failed()),
         )
     }
 }
