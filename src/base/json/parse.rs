@@ -194,7 +194,13 @@ fn classify_error(body: &[u8], index: usize) -> JsonError {
     if body.iter().all(u8::is_ascii_whitespace) {
         return JsonError::Empty;
     }
-    JsonError::Syntax(index.min(body.len()))
+    // simd-json's index is where a stage noticed, not always where the error is
+    // (a bad escape reports 0); serde_json's position is exact. Only bodies that
+    // failed pay for the second look.
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e) => classify_serde_error(body, &e),
+        Ok(_) => JsonError::Syntax(index.min(body.len())),
+    }
 }
 
 /// Walks the top-level object on the tape without allocating.
@@ -517,6 +523,16 @@ mod tests {
             Err(JsonError::Syntax(_))
         ));
         assert!(serde_json::from_str::<serde_json::Value>(r#"{"x":1e400}"#).is_err());
+        // The largest double, written with one digit too many, still rounds to it:
+        // accepted by both paths whatever the body's size (serde_json parses
+        // floats exactly with its float_roundtrip feature).
+        let edge = r#"{"name":"x","n":1.7976931348623158e308}"#;
+        assert_eq!(name_of(edge), Ok(Some("x".into())));
+        let padded = format!(
+            r#"{{"name":"x","n":1.7976931348623158e308,"pad":"{}"}}"#,
+            "p".repeat(200)
+        );
+        assert_eq!(name_of(&padded), Ok(Some("x".into())));
     }
 
     #[test]
@@ -549,6 +565,14 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn errors_point_at_the_byte_that_is_wrong() {
+        // A lone surrogate is not a Unicode scalar value: refused, at its escape.
+        assert_eq!(name_of(r#"{"name":"\ud800"}"#), Err(JsonError::Syntax(15)));
+        let long = format!(r#"{{"pad":"{}","name":"\ud800"}}"#, "p".repeat(200));
+        assert!(matches!(name_of(&long), Err(JsonError::Syntax(n)) if n > 200));
     }
 
     #[test]
