@@ -190,7 +190,11 @@ struct Traced {
 
 impl Traced {
     fn new(child: HeaderValue, trace_id: String, exported: Option<Exported>) -> Box<Self> {
-        let span = tracing::info_span!("request", trace_id = trace_id.as_str());
+        let span = tracing::info_span!(
+            "request",
+            trace_id = trace_id.as_str(),
+            span_id = span_id_of(&child)
+        );
         Box::new(Self {
             child,
             trace_id,
@@ -286,6 +290,7 @@ impl<H, G> Finish<H, G> {
                 peer = logged.peer.map(|p| p.to_string()),
                 version = ?logged.version,
                 trace_id = self.traced.as_ref().map(|t| t.trace_id.as_str()),
+                span_id = self.traced.as_ref().map(|t| span_id_of(&t.child)),
                 "request"
             );
         }
@@ -295,6 +300,17 @@ impl<H, G> Finish<H, G> {
         drop(self.guard);
         response
     }
+}
+
+/// Our hop's span id: the third field of the `traceparent` we answer with
+/// (`00-<32 hex trace id>-<16 hex span id>-<flags>`), the span id an exported span
+/// carries too.
+fn span_id_of(child: &HeaderValue) -> &str {
+    child
+        .to_str()
+        .ok()
+        .and_then(|tp| tp.get(36..52))
+        .unwrap_or("")
 }
 
 fn truncate(s: &str, max: usize) -> &str {

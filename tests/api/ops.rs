@@ -153,6 +153,8 @@ async fn access_log_has_one_structured_line_per_request_with_trace_id() {
     assert_eq!(v["status"], 200);
     assert_eq!(v["bytes"], br#"{"message":"Hello, T!"}"#.len());
     assert_eq!(v["trace_id"], trace);
+    // The span id of our hop, the one the response's traceparent names.
+    assert_eq!(v["span_id"], &tp[36..52]);
     assert_eq!(v["version"], "HTTP/1.1");
     assert!(v["duration_us"].as_u64().is_some());
     assert!(v["peer"].as_str().unwrap().starts_with("127.0.0.1:"));

@@ -213,6 +213,8 @@ def spans_scenario(binary, receiver):
         check(s.end_time_unix_nano >= s.start_time_unix_nano > 0, "start and end times")
         log = [json.loads(l) for l in svc.lines if '"otel-1"' in l]
         check(bool(log) and log[0].get("trace_id") == TRACE, "access log line carries the trace id")
+        check(bool(log) and log[0].get("span_id") == s.span_id.hex(),
+              "access log line carries the exported span's id")
     nope = named.get("GET")
     check(nope is not None, "span 'GET' (no route) for the unknown path")
     if nope:
