@@ -117,13 +117,20 @@ impl TestServer {
         self.child.id()
     }
 
+    /// Sends `TERM` or `INT` to the server (a system call, not the `kill` command,
+    /// which a minimal system may lack).
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        use rustix::process::{kill_process, Pid, Signal};
+        let sig = match sig {
+            "TERM" => Signal::TERM,
+            "INT" => Signal::INT,
+            other => panic!("no signal {other} in the tests"),
+        };
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .expect("a child's pid");
+        kill_process(pid, sig).expect("signal the server");
     }
 
     /// Waits for the process to exit (fails after `limit`), then for the last of
