@@ -258,7 +258,7 @@ impl<H, G> Finish<H, G> {
         headers.insert(CACHE_CONTROL, NO_STORE.clone());
         headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
         if let Some(t) = &self.traced {
-            headers.insert(TRACEPARENT.clone(), t.child.clone());
+            headers.insert(TRACEPARENT.clone(), unique(t.child.clone()));
         }
         let took = self.started.elapsed();
         let endpoint = &self.endpoint;
@@ -296,10 +296,22 @@ impl<H, G> Finish<H, G> {
         }
         response
             .headers_mut()
-            .insert(X_REQUEST_ID.clone(), self.request_id);
+            .insert(X_REQUEST_ID.clone(), unique(self.request_id));
         drop(self.guard);
         response
     }
+}
+
+/// Marks a header value that is different on every response (request id, our
+/// `traceparent`) so that HTTP/2's HPACK encoder sends it as a never-indexed
+/// literal (RFC 7541 section 6.2.3) instead of adding it to the connection's
+/// dynamic table. Indexed, each one would evict a useful entry and lengthen the
+/// chain of same-name entries the h2 crate compares every later value against
+/// (about 60 comparisons per response in a 4 KiB table); nothing could ever refer
+/// to it again. HTTP/1 ignores the mark.
+fn unique(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// Our hop's span id: the third field of the `traceparent` we answer with
