@@ -106,7 +106,8 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
-    /// Log level.
+    /// Log level. Release builds compile trace-level events out (hyper's and h2's
+    /// included), so `trace` logs what `debug` does there.
     #[arg(long, env = "LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
