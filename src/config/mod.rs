@@ -41,6 +41,16 @@ pub enum Mode {
     MultiThread,
 }
 
+impl Mode {
+    /// The value's name as the setting spells it (`per-core`, `multi-thread`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerCore => "per-core",
+            Self::MultiThread => "multi-thread",
+        }
+    }
+}
+
 /// A JSON greeting service on hyper: `POST /greet {"name":"John"}`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "greeting-service", version, about, max_term_width = 100)]
@@ -344,7 +354,16 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let config = <Self as Parser>::try_parse_from(args).map_err(ConfigError::Clap)?;
+        use clap::FromArgMatches as _;
+        // OpenTelemetry's rule for its variables: an empty value means unset, so
+        // `OTEL_EXPORTER_OTLP_ENDPOINT=` (as compose writes an unset `${VAR:-}`)
+        // leaves export off instead of failing as an invalid URL.
+        let cmd = Self::command().mut_args(|arg| match arg.get_env() {
+            Some(name) if is_empty_otel_variable(name) => arg.env(None),
+            _ => arg,
+        });
+        let matches = cmd.try_get_matches_from(args).map_err(ConfigError::Clap)?;
+        let config = Self::from_arg_matches(&matches).map_err(ConfigError::Clap)?;
         config.check_files()?;
         Ok(config)
     }
@@ -428,6 +447,13 @@ fn one_line(e: &clap::Error) -> String {
             }
         }
     }
+}
+
+/// An `OTEL_*` variable that is set but empty, which OpenTelemetry's environment
+/// specification says to treat as unset.
+fn is_empty_otel_variable(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with("OTEL_"))
+        && std::env::var_os(name).is_some_and(|v| v.is_empty())
 }
 
 /// `--port <PORT>` becomes `PORT (--port)`, from the argument's own definition.

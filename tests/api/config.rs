@@ -47,6 +47,30 @@ fn missing_tls_files_exit_2() {
 }
 
 #[test]
+fn empty_otel_variables_mean_unset_and_the_start_up_line_says_export_is_off() {
+    // OpenTelemetry's environment rule; compose writes `${VAR:-}` as an empty value.
+    let app = TestServer::spawn_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ("OTEL_TRACES_SAMPLER", ""),
+        ("OTEL_TRACES_SAMPLER_ARG", ""),
+        ("OTEL_SERVICE_NAME", ""),
+    ]);
+    let line = app.wait_for_log("\"listening\"");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["span_export"], "off", "{line}");
+    assert_eq!(v["runtime"], "per-core", "{line}");
+    // A value that is set is still checked.
+    let out = run_to_exit(&[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn flags_win_over_variables() {
     let out = run_to_exit(&["--port", "abc"], &[("PORT", "8080")]);
     assert_eq!(out.status.code(), Some(2));
