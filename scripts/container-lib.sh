@@ -19,6 +19,7 @@
 DEBIAN_STANDIN=localhost/greeting-debian:bookworm-minbase
 HAPROXY_STANDIN=localhost/greeting-haproxy-standin:2.6
 PROMETHEUS_STANDIN=localhost/greeting-prometheus-standin:2
+JAEGER_STANDIN=localhost/greeting-jaeger-standin:otlp-sink
 CT_CACHE=${CONTAINER_TEST_CACHE:-$HOME/.cache/greeting-service-container-test}
 # The one image name and tag (compose, deploy/k8s/kustomization.yaml, deploy/README.md;
 # scripts/deploy-check keeps them equal to Cargo.toml's version).
@@ -145,6 +146,25 @@ USER nobody
 WORKDIR /prometheus
 ENTRYPOINT ["/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+CF
+    rm -rf "$ctx"
+}
+
+# Jaeger's stand-in: scripts/otlp-sink.py (an OTLP/HTTP receiver that counts what it
+# gets) on Debian's python3, with Jaeger's ports; Jaeger's arguments are ignored.
+ct_jaeger_standin() {
+    ct_debian_standin
+    local ctx
+    ctx=$(mktemp -d)
+    cp "$REPO_ROOT/scripts/otlp-sink.py" "$ctx/otlp-sink.py"
+    # Rebuilt when the script changes (podman's layer cache keeps it cheap).
+    ct_build_standin "$JAEGER_STANDIN" "$ctx" <<CF
+FROM $DEBIAN_STANDIN
+RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*
+COPY otlp-sink.py /otlp-sink.py
+USER nobody
+EXPOSE 4318 16686
+ENTRYPOINT ["python3", "/otlp-sink.py"]
 CF
     rm -rf "$ctx"
 }
