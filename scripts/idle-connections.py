@@ -9,6 +9,10 @@ least 1,000) is still served, every one of them.
 
     scripts/idle-connections.py [--bin target/release/greeting-service] [-n 10000]
                                 [--max-kib 8]   # exit 1 above this many KiB each (CI)
+    scripts/idle-connections.py --bin perf/peers/bin/actix --port 18090   # a peer
+
+--port serves servers that do not log a "listening" line (the peers in perf/peers):
+the server gets that PORT and is used once it accepts connections.
 """
 import argparse
 import json
@@ -49,6 +53,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="target/release/greeting-service")
     ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("--port", type=int, help="give the server this PORT and wait for it to accept "
+                    "(for servers without a \"listening\" log line)")
     ap.add_argument("--env", action="append", default=[], help="extra VAR=VALUE for the server")
     ap.add_argument("--max-kib", type=float, default=None,
                     help="fail (exit 1) when an idle connection costs more than this")
@@ -59,19 +65,32 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.n + 1000)), hard))
 
-    env = dict(os.environ, PORT="0", HOST="127.0.0.1", WORKERS="1", LOG_LEVEL="info")
+    env = dict(os.environ, PORT=str(args.port or 0), HOST="127.0.0.1", WORKERS="1", LOG_LEVEL="info")
     for kv in args.env:
         k, _, v = kv.partition("=")
         env[k] = v
-    server = subprocess.Popen([args.bin], env=env, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([args.bin], env=env, stdout=subprocess.DEVNULL if args.port else subprocess.PIPE,
+                              text=True)
     try:
-        addr = None
-        for line in server.stdout:
-            if '"listening"' in line:
-                addr = json.loads(line)["addr"]
-                break
-        host, port = addr.rsplit(":", 1)
-        port = int(port)
+        if args.port:
+            host, port = "127.0.0.1", args.port
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection((host, port)).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("the server did not accept connections")
+                    time.sleep(0.05)
+        else:
+            addr = None
+            for line in server.stdout:
+                if '"listening"' in line:
+                    addr = json.loads(line)["addr"]
+                    break
+            host, port = addr.rsplit(":", 1)
+            port = int(port)
         # Warm up: a few requests so lazily built state exists before the baseline.
         for _ in range(20):
             s = socket.create_connection((host, port))
