@@ -26,15 +26,19 @@ pub const METHODS: [&str; 8] = [
 /// The `status` label values; the last (0) stands for every other code, `other`.
 pub const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 413, 415, 431, 500, 503, 0];
 
-/// Upper bounds of the duration histogram, in seconds: tens of microseconds (a greeting
-/// takes a few) up to seconds (a slow client's body).
-pub const BUCKETS: [f64; 19] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Upper bounds of the duration histogram, in seconds: single microseconds (a greeting
+/// takes a few, so the server's own percentiles must resolve them) up to seconds (a
+/// slow client's body).
+pub const BUCKETS: [f64; 22] = [
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// [`BUCKETS`] in nanoseconds.
-const BOUNDS_NS: [u64; 19] = [
+const BOUNDS_NS: [u64; 22] = [
+    1_000,
+    2_500,
+    5_000,
     10_000,
     25_000,
     50_000,
@@ -246,6 +250,7 @@ mod tests {
         let shards = Shards::new();
         let post = MethodLabel::of(&http::Method::POST);
         for d in [
+            Duration::from_micros(1),
             Duration::from_micros(5),
             Duration::from_micros(30),
             Duration::from_secs(60),
@@ -254,12 +259,15 @@ mod tests {
         }
         let totals = shards.totals();
         let (buckets, count, sum) = totals.durations[Route::Greet as usize].snapshot();
-        assert_eq!(count, 3);
-        assert_eq!(buckets[0], (0.00001, 1));
-        assert_eq!(buckets[2], (0.00005, 1));
+        assert_eq!(count, 4);
+        // Upper bounds are inclusive, as Prometheus' `le` says.
+        assert_eq!(buckets[0], (0.000001, 1));
+        assert_eq!(buckets[1], (0.0000025, 0));
+        assert_eq!(buckets[2], (0.000005, 1));
+        assert_eq!(buckets[5], (0.00005, 1));
         assert_eq!(buckets.last().unwrap().1, 1);
         assert!(buckets.last().unwrap().0.is_infinite());
-        assert!((sum - 60.000035).abs() < 1e-9);
+        assert!((sum - 60.000036).abs() < 1e-9);
     }
 
     #[test]
