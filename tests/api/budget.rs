@@ -27,18 +27,6 @@ fn body() -> Vec<u8> {
     out
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib / 1024.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_slow_http2_bodies_stay_within_the_memory_budget() {
     let app = TestServer::spawn_with(&[
@@ -47,9 +35,8 @@ async fn many_slow_http2_bodies_stay_within_the_memory_budget() {
         ("HEADER_TIMEOUT", "60s"),
         ("WORKERS", "1"),
     ]);
-    let pid = app.pid();
     let body = Bytes::from(body());
-    let mut peak = rss_mib(pid);
+    let mut peak = app.rss_kib() / 1024.0;
 
     // Every stream sends all of its body but the last byte, then waits.
     let mut pending = Vec::new();
@@ -72,13 +59,13 @@ async fn many_slow_http2_bodies_stay_within_the_memory_budget() {
             let _ = stream.send_data(body.slice(..BODY - 1), false);
             pending.push((response, stream));
         }
-        peak = peak.max(rss_mib(pid));
+        peak = peak.max(app.rss_kib() / 1024.0);
     }
 
     // Let every byte the streams may send arrive, measuring as it does.
     let settle = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle {
-        peak = peak.max(rss_mib(pid));
+        peak = peak.max(app.rss_kib() / 1024.0);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(

@@ -117,6 +117,18 @@ impl TestServer {
         self.child.id()
     }
 
+    /// The server's resident memory now, from `/proc` (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// Sends `TERM` or `INT` to the server (a system call, not the `kill` command,
     /// which a minimal system may lack).
     pub fn signal(&self, sig: &str) {

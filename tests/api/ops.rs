@@ -72,14 +72,7 @@ async fn metrics_move_by_exactly_the_requests_sent() {
         "{cpu} vs {ticks} ticks"
     );
     let rss = metric(&after, "process_resident_memory_bytes").unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid())).unwrap();
-    let vm_rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let vm_rss_kib = app.rss_kib();
     assert!(
         (rss / 1024.0 / vm_rss_kib - 1.0).abs() < 0.2,
         "{rss} vs {vm_rss_kib} KiB"
