@@ -23,11 +23,18 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Built once, as the server builds it: its room lives for the rest of the
+/// process, so one per input would leak one per input.
+fn buffers() -> BodyBuffers {
+    static BUFFERS: OnceLock<BodyBuffers> = OnceLock::new();
+    *BUFFERS.get_or_init(|| BodyBuffers::new(256 << 20))
+}
+
 fuzz_target!(|input: &[u8]| {
     let rt = runtime();
     rt.block_on(async {
         let metrics = Metrics::new(Arc::new(Connections::default()));
-        let buffers = BodyBuffers::new(256 << 20);
+        let buffers = buffers();
         let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone(), buffers);
         let endpoint = Arc::new(Endpoint::new(routes, metrics, false));
         let builders = Builders::default();
