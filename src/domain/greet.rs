@@ -66,12 +66,17 @@ const SUFFIX: &[u8] = br#"!"}"#;
 /// Writes `{"message":"Hello, <name>!"}` straight into the thread's output buffer
 /// (see [`crate::arena`]): no allocation of its own.
 pub fn render(name: Name<'_>) -> Bytes {
-    let max = PREFIX.len() + json::max_escaped_len(name.0) + SUFFIX.len();
-    arena::write(max, |out| {
+    arena::write(max_rendered_len(name.0), |out| {
         out.put(PREFIX);
         json::write_escaped(out, name.0);
         out.put(SUFFIX);
     })
+}
+
+/// The longest greeting `name` can render to (every byte escaped): the room the
+/// output buffer reserves, so writing never reallocates.
+fn max_rendered_len(name: &str) -> usize {
+    PREFIX.len() + json::max_escaped_len(name) + SUFFIX.len()
 }
 
 /// Renders any string without validation (for tests and benches of the escaper).
@@ -132,6 +137,18 @@ mod tests {
         assert_eq!(err(r#"{"name":"a\u0085b"}"#), GreetError::NameControl);
         assert_eq!(err(r#"{"name":"a\u007fb"}"#), GreetError::NameControl);
         assert_eq!(err("[]"), GreetError::Json(JsonError::NotObject));
+    }
+
+    #[test]
+    fn the_reserved_room_holds_the_worst_case_exactly() {
+        // `<` escapes to `\u003c`, six bytes for one: the worst case fills the
+        // room to the byte; anything else leaves some over.
+        for name in ["<", "<<<<", "&>'", "John", "日本", "\u{2028}"] {
+            let rendered = render_str(name).len();
+            assert!(rendered <= max_rendered_len(name), "{name:?}");
+        }
+        let worst = "<".repeat(100);
+        assert_eq!(render_str(&worst).len(), max_rendered_len(&worst));
     }
 
     #[test]
