@@ -573,6 +573,20 @@ mod tests {
         assert_eq!(name_of(r#"{"name":"\ud800"}"#), Err(JsonError::Syntax(15)));
         let long = format!(r#"{{"pad":"{}","name":"\ud800"}}"#, "p".repeat(200));
         assert!(matches!(name_of(&long), Err(JsonError::Syntax(n)) if n > 200));
+        // serde_json counts lines and columns: the offset adds up the lines before
+        // it, so it lands on the wrong byte on any line.
+        for (body, wrong) in [
+            ("{\n \"name\": ?}", '?'),
+            ("{\n\n  \"name\":\n ?}", '?'),
+            ("{\"a\":1,\n\"name\":\"x\"\n,}", '}'),
+        ] {
+            let at = body.rfind(wrong).unwrap();
+            assert_eq!(
+                with_name_serde(body.as_bytes(), |r| r.map(|_| ())),
+                Err(JsonError::Syntax(at)),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]
