@@ -16,18 +16,8 @@ pub mod export;
 use crate::config::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. Call once, before anything logs.
-///
-/// `RUST_LOG`, when set, refines the filter (for example `hyper=debug`); `LOG_LEVEL`
-/// is the base level.
 pub fn init(format: LogFormat, level: LogLevel) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(
-            level
-                .as_str()
-                .parse()
-                .unwrap_or_else(|_| tracing::Level::INFO.into()),
-        )
-        .from_env_lossy();
+    let filter = filter(level, std::env::var("RUST_LOG").ok().as_deref());
     // Colours only for a terminal: piped to a file or a log shipper, escape codes
     // would garble the lines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -47,6 +37,18 @@ pub fn init(format: LogFormat, level: LogLevel) {
     install_panic_hook();
 }
 
+/// `LOG_LEVEL` is the base level; `RUST_LOG`, when set, adds its directives after
+/// it, so `RUST_LOG=h2=debug` refines the base level for one crate instead of
+/// replacing it (which would silence every other line), and a level of its own
+/// (`RUST_LOG=debug`) overrides it. Invalid directives are skipped.
+fn filter(level: LogLevel, rust_log: Option<&str>) -> EnvFilter {
+    let directives = match rust_log {
+        Some(more) if !more.trim().is_empty() => format!("{},{more}", level.as_str()),
+        _ => level.as_str().to_owned(),
+    };
+    EnvFilter::builder().parse_lossy(directives)
+}
+
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info
@@ -61,4 +63,36 @@ fn install_panic_hook() {
             .unwrap_or_default();
         tracing::error!(panic = payload, location, "panic while handling a request");
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::level_filters::LevelFilter;
+
+    use super::*;
+
+    #[test]
+    fn rust_log_refines_the_base_level() {
+        let plain = filter(LogLevel::Warn, None);
+        assert_eq!(plain.max_level_hint(), Some(LevelFilter::WARN));
+        assert_eq!(
+            filter(LogLevel::Warn, Some("  ")).max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+        // One crate louder: the base level still applies to everything else.
+        let refined = filter(LogLevel::Info, Some("h2=debug")).to_string();
+        let directives: Vec<&str> = refined.split(',').collect();
+        assert!(directives.contains(&"info"), "{refined}");
+        assert!(directives.contains(&"h2=debug"), "{refined}");
+        // A level of its own overrides the base level.
+        assert_eq!(
+            filter(LogLevel::Info, Some("debug")).max_level_hint(),
+            Some(LevelFilter::DEBUG)
+        );
+        // Invalid directives are skipped, not fatal.
+        assert_eq!(
+            filter(LogLevel::Error, Some("=??")).max_level_hint(),
+            Some(LevelFilter::ERROR)
+        );
+    }
 }
