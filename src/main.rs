@@ -23,11 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// a delay (10 ms), and only when a later allocation or free on that thread gets
 /// round to it; a server whose connections have all gone idle does neither, so
 /// the memory parked connections gave back stayed resident. Purging at once makes
-/// it leave: 10,000 idle connections measured 10.7 KiB each with the default and
-/// 3.0 KiB with this (`scripts/idle-connections.py`), at the same CPU cost per
-/// request under load (README, Performance). Set here because the environment
-/// variable (`MIMALLOC_PURGE_DELAY`) is one that users forget; the option is read
-/// when a purge is scheduled, after `main` starts.
+/// it leave (README, Performance: memory per idle connection and CPU per request
+/// with and without it). Set here because the environment variable
+/// (`MIMALLOC_PURGE_DELAY`) is one that users forget; a value a user does set
+/// wins. The option is read when a purge is scheduled, after `main` starts.
 #[cfg(feature = "mimalloc")]
 #[allow(unsafe_code)]
 fn configure_allocator() {
@@ -38,6 +37,9 @@ fn configure_allocator() {
         libmimalloc_sys::mi_option_eager_commit_delay + 1 == PURGE_DELAY
             && libmimalloc_sys::mi_option_use_numa_nodes - 1 == PURGE_DELAY
     );
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: `mi_option_set` stores an option value; it takes no pointers and may
     // be called at any time. No other thread exists yet.
     unsafe {
