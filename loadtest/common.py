@@ -131,7 +131,7 @@ class Server:
     the script meant to pass."""
 
     def __init__(self, binary, env=None, cpus=None, host="127.0.0.1", port=0, workers=1):
-        self.env = {"WORKERS": str(workers), "LOG_LEVEL": "info", "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
+        self.env = {"WORKERS": str(workers), "LOG_LEVEL": "info"}
         self.env.update(env or {})
         full = dict(os.environ, PORT=str(port), HOST=host, **self.env)
         self.cpus = cpus
