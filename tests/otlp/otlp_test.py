@@ -157,6 +157,11 @@ def attrs(span):
     return out
 
 
+def exporting(binary, receiver, **env):
+    """The service exporting to `receiver`, with more OTEL_* settings."""
+    return Service(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}", **env})
+
+
 def greet(svc, headers=None):
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
@@ -165,11 +170,9 @@ def greet(svc, headers=None):
 
 def spans_scenario(binary, receiver):
     print("== spans: attributes, ids, resource")
-    svc = Service(binary, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-        "OTEL_SERVICE_NAME": "greeting-ci",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci,team=a%2Cb",
-    })
+    svc = exporting(binary, receiver,
+                    OTEL_SERVICE_NAME="greeting-ci",
+                    OTEL_RESOURCE_ATTRIBUTES="deployment.environment=ci,team=a%2Cb")
     try:
         traced = greet(svc, {"traceparent": f"00-{TRACE}-{PARENT}-01", "X-Request-Id": "otel-1"})
         check(traced.status == 200, "traced request answered 200")
@@ -231,11 +234,9 @@ def spans_scenario(binary, receiver):
 
 def ratio_scenario(binary, receiver):
     print("== ratio: parent-based ratio sampling")
-    svc = Service(binary, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.25",
-    })
+    svc = exporting(binary, receiver,
+                    OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+                    OTEL_TRACES_SAMPLER_ARG="0.25")
     try:
         n = 2000
         host, port = svc.addr.rsplit(":", 1)
@@ -261,7 +262,7 @@ def ratio_scenario(binary, receiver):
 
 def flush_scenario(binary, receiver):
     print("== flush: queued spans reach the receiver before exit")
-    svc = Service(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}"})
+    svc = exporting(binary, receiver)
     for _ in range(50):
         greet(svc)
     svc.stop()
