@@ -389,8 +389,7 @@ impl<H: Handler + Clone> Worker<H> {
                 watchdog: self.watchdog.clone(),
             };
             let (tls, builders) = (self.shared.tls.clone(), self.builders.clone());
-            self.shared.connections.spawn(async move {
-                let _permit = permit;
+            self.shared.connections.spawn(permit, async move {
                 started.serve(stream, tls, &builders).await;
             });
         }

@@ -3,36 +3,51 @@
 //! which waits until none is left.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 /// Connection tasks, tracked from accept to close.
 #[derive(Debug, Default)]
 pub struct Connections {
     tasks: TaskTracker,
+    /// Counted by [`Slot`], not read from `tasks`: the tracker forgets a task only
+    /// after tokio drops its finished future, which is after the connection's
+    /// permit is back and another connection may have been taken in.
+    open: AtomicUsize,
     accepted: AtomicU64,
     parked: AtomicI64,
 }
 
 impl Connections {
-    /// Spawns a connection's task on the current tokio runtime and counts it while
-    /// it runs.
-    pub fn spawn<F>(&self, task: F)
+    /// Spawns a connection's task on the current tokio runtime and counts it open
+    /// while it runs. `permit` is its place under the connection cap, given back
+    /// only once the connection is counted closed, so the open count never exceeds
+    /// the cap.
+    pub fn spawn<F>(self: &Arc<Self>, permit: OwnedSemaphorePermit, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.tasks.spawn(task);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot {
+            connections: self.clone(),
+            _permit: permit,
+        };
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            task.await;
+        });
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.tasks.len()
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Connections accepted since start.
@@ -57,6 +72,20 @@ impl Connections {
     pub async fn all_closed(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// An open connection's place: counted open until dropped, then (fields drop
+/// after `drop` runs) its permit goes back to the cap.
+#[derive(Debug)]
+struct Slot {
+    connections: Arc<Connections>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
