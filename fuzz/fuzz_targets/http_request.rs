@@ -47,8 +47,14 @@ fuzz_target!(|input: &[u8]| {
         let watchdog = Watchdog::new(timeouts, Arc::new(Connections::default()));
         let serving = async {
             // What the server's peek at the first bytes would decide.
-            let protocol = connection::Protocol::from_first_bytes(&input[..input.len().min(24)])
-                .unwrap_or(connection::Protocol::Http1);
+            let first = &input[..input.len().min(connection::protocol::SNIFF_BYTES)];
+            let protocol = match connection::Protocol::from_first_bytes(first) {
+                connection::FirstBytes::Speaks(protocol) => protocol,
+                // The server would keep peeking; with no more bytes to come, HTTP/1.
+                connection::FirstBytes::Undecided => connection::Protocol::Http1,
+                // Closed unanswered: nothing for hyper to parse.
+                connection::FirstBytes::NotHttp => return drop(server),
+            };
             let accepted = Accepted {
                 protocol,
                 accepted: std::time::Instant::now(),

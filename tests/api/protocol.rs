@@ -287,3 +287,30 @@ fn a_request_whose_first_packet_is_a_prefix_of_the_http2_preface_is_still_served
     assert_eq!(r[0].status, 200);
     assert_eq!(r[0].body, br#"{"message":"Hello, John!"}"#);
 }
+
+#[test]
+fn a_first_line_that_is_neither_http1_nor_the_http2_preface_is_closed_unanswered() {
+    let mut app = TestServer::spawn();
+    // h2spec 3.5/2 sends this; an HTTP/1 answer would be read as frames by an
+    // HTTP/2 client, so nothing is sent (RFC 9113 section 3.4).
+    for first in [
+        &b"INVALID CONNECTION PREFACE\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+        b"GET / HTTP/1\r\nHost: x\r\n\r\n",
+    ] {
+        let (bytes, closed) = app.raw().send(first).read_to_close();
+        assert!(
+            closed,
+            "{:?}: the connection stays open",
+            String::from_utf8_lossy(first)
+        );
+        assert_eq!(bytes, b"", "{:?}", String::from_utf8_lossy(first));
+    }
+    // What merely looks odd is still HTTP/1's to answer.
+    let (bytes, _) = app
+        .raw()
+        .send(b"FROB /greet HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .read_to_close();
+    assert_eq!(RawResponse::parse_all(&bytes)[0].status, 405);
+    assert!(app.is_running());
+}

@@ -38,7 +38,7 @@ use deadline::{alarm, Activity, InFlight, Watchdog};
 use io::Watched;
 
 pub use deadline::Timeouts;
-pub use protocol::{Builders, Protocol};
+pub use protocol::{Builders, FirstBytes, Protocol};
 
 type Incoming = hyper::body::Incoming;
 
@@ -145,7 +145,7 @@ impl<H: Handler> Accepted<H> {
         activity: &Arc<Activity>,
     ) -> impl hyper::service::Service<
         http::Request<Incoming>,
-        Response = Response,
+        Response = http::Response<unread::HeldEnd>,
         Error = h2::Error,
         Future: Send + Unpin + 'static,
     > + Clone
@@ -159,28 +159,33 @@ impl<H: Handler> Accepted<H> {
                 return Http2Call::Refused;
             }
             activity.request_started(true);
-            let req = req.map(|body| unread::UnreadBody::new(body, budget));
-            Http2Call::Served(endpoint.call(req, peer, InFlight(activity.clone())))
+            let (parts, body) = req.into_parts();
+            let (body, end) = unread::UnreadBody::new(body, budget);
+            let req = http::Request::from_parts(parts, body);
+            Http2Call::Served(endpoint.call(req, peer, InFlight(activity.clone())), end)
         })
     }
 }
 
-/// An HTTP/2 request's answer: the endpoint's, or a stream error.
+/// An HTTP/2 request's answer: the endpoint's, its end held until the request
+/// body is over ([`unread::HeldEnd`]), or a stream error.
 enum Http2Call<F> {
     Refused,
-    Served(F),
+    Served(F, Option<tokio::sync::oneshot::Receiver<()>>),
 }
 
 impl<F> Future for Http2Call<F>
 where
     F: Future<Output = Result<Response, Infallible>> + Unpin,
 {
-    type Output = Result<Response, h2::Error>;
+    type Output = Result<http::Response<unread::HeldEnd>, h2::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             Self::Refused => Poll::Ready(Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR))),
-            Self::Served(answer) => Pin::new(answer).poll(cx).map(|Ok(response)| Ok(response)),
+            Self::Served(answer, end) => Pin::new(answer).poll(cx).map(|Ok(response)| {
+                Ok(response.map(|body| unread::HeldEnd::new(body, end.take())))
+            }),
         }
     }
 }

@@ -24,6 +24,10 @@ const H2_WINDOW: u32 = 65_535;
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How many bytes the first peek looks at: the preface, or a short HTTP/1
+/// request line whole (`POST /greet HTTP/1.1` is 20).
+pub const SNIFF_BYTES: usize = 64;
+
 /// Which hyper connection serves a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -31,30 +35,73 @@ pub enum Protocol {
     Http2,
 }
 
+/// What a cleartext connection's first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBytes {
+    Speaks(Protocol),
+    /// A strict prefix of the HTTP/2 preface: more bytes will tell.
+    Undecided,
+    /// A whole first line that is neither an HTTP/1.x request line nor the
+    /// preface (h2spec 3.5/2 sends `INVALID CONNECTION PREFACE`). RFC 9113
+    /// section 3.4 makes an invalid preface a connection error, and an HTTP/1
+    /// answer would be bytes an HTTP/2 client reads as frames: the connection is
+    /// closed unanswered.
+    NotHttp,
+}
+
 impl Protocol {
-    /// Classifies a connection by its first bytes; `None` while they are a strict
-    /// prefix of the HTTP/2 preface (more bytes will tell).
-    pub fn from_first_bytes(first: &[u8]) -> Option<Self> {
-        if first.is_empty() || first != &PREFACE[..first.len().min(PREFACE.len())] {
-            Some(Self::Http1)
-        } else if first.len() >= PREFACE.len() {
-            Some(Self::Http2)
+    /// Classifies a connection by its first bytes. A first line the peek did not
+    /// see whole goes to HTTP/1, whose parser judges it (400, 431).
+    pub fn from_first_bytes(first: &[u8]) -> FirstBytes {
+        let head = &first[..first.len().min(PREFACE.len())];
+        if !head.is_empty() && head == &PREFACE[..head.len()] {
+            return if head.len() == PREFACE.len() {
+                FirstBytes::Speaks(Self::Http2)
+            } else {
+                FirstBytes::Undecided
+            };
+        }
+        // The preface's first line, then something else: an HTTP/2 client's
+        // invalid preface, not an HTTP/1 request.
+        if first.starts_with(&PREFACE[..16]) {
+            return FirstBytes::NotHttp;
+        }
+        // RFC 9112 section 2.2: empty lines before the request line are ignored.
+        let start = first
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(first.len());
+        let rest = &first[start..];
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return FirstBytes::Speaks(Self::Http1);
+        };
+        let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+        if is_http1_request_line(line) {
+            FirstBytes::Speaks(Self::Http1)
         } else {
-            None
+            FirstBytes::NotHttp
         }
     }
 
     /// Peeks at a TCP connection's first bytes without consuming them. A peek that
     /// finds data leaves the socket readable, so waiting for "more" is a short
     /// sleep between peeks (1 ms doubling to 50 ms): only a client that stops in
-    /// the middle of the 24-byte preface ever takes that path.
+    /// the middle of the 24-byte preface ever takes that path. Bytes that are not
+    /// HTTP end the connection with an `InvalidData` error.
     pub async fn sniff(stream: &tokio::net::TcpStream) -> io::Result<Self> {
-        let mut first = [0u8; PREFACE.len()];
+        let mut first = [0u8; SNIFF_BYTES];
         let mut pause = Duration::from_millis(1);
         loop {
             let n = stream.peek(&mut first).await?;
-            if let Some(protocol) = Self::from_first_bytes(&first[..n]) {
-                return Ok(protocol);
+            match Self::from_first_bytes(&first[..n]) {
+                FirstBytes::Speaks(protocol) => return Ok(protocol),
+                FirstBytes::NotHttp => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "neither an HTTP/1 request line nor the HTTP/2 preface",
+                    ))
+                }
+                FirstBytes::Undecided => {}
             }
             tracing::debug!(
                 bytes = n,
@@ -71,6 +118,17 @@ impl Protocol {
             Some(b"h2") => Self::Http2,
             _ => Self::Http1,
         }
+    }
+}
+
+/// Whether `line` (without its line end) ends like an HTTP/1 request line,
+/// `... HTTP/d.d`: which version hyper then accepts is hyper's to say.
+fn is_http1_request_line(line: &[u8]) -> bool {
+    match line {
+        [.., b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit()
+        }
+        _ => false,
     }
 }
 
@@ -126,13 +184,28 @@ mod tests {
     #[test]
     fn protocol_from_first_bytes() {
         let of = Protocol::from_first_bytes;
-        assert_eq!(of(b"GET / HTTP/1.1"), Some(Protocol::Http1));
-        assert_eq!(of(b"POST /greet"), Some(Protocol::Http1));
-        assert_eq!(of(b"PRIX"), Some(Protocol::Http1));
-        assert_eq!(of(b""), Some(Protocol::Http1));
-        assert_eq!(of(b"P"), None);
-        assert_eq!(of(b"PRI * HTTP/2.0\r\n"), None);
-        assert_eq!(of(PREFACE), Some(Protocol::Http2));
+        let http1 = FirstBytes::Speaks(Protocol::Http1);
+        assert_eq!(of(b"GET / HTTP/1.1"), http1);
+        assert_eq!(of(b"GET / HTTP/1.1\r\nHost: x\r\n"), http1);
+        assert_eq!(of(b"\r\nGET / HTTP/1.0\n"), http1);
+        assert_eq!(of(b"FROB /greet HTTP/1.1\r\n"), http1);
+        // Versions hyper refuses are hyper's to answer (400, 505).
+        assert_eq!(of(b"GET / HTTP/9.9\r\n"), http1);
+        assert_eq!(of(b"POST /greet"), http1);
+        assert_eq!(of(b"PRIX"), http1);
+        assert_eq!(of(b""), http1);
+        assert_eq!(of(b"\r\n"), http1);
+        assert_eq!(of(b"P"), FirstBytes::Undecided);
+        assert_eq!(of(b"PRI * HTTP/2.0\r\n"), FirstBytes::Undecided);
+        assert_eq!(of(PREFACE), FirstBytes::Speaks(Protocol::Http2));
+        // A whole first line that is neither.
+        assert_eq!(
+            of(b"INVALID CONNECTION PREFACE\r\n\r\n"),
+            FirstBytes::NotHttp
+        );
+        assert_eq!(of(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"), FirstBytes::NotHttp);
+        assert_eq!(of(b"GET / HTTP/1\r\n"), FirstBytes::NotHttp);
+        assert_eq!(of(b"\x16\x03\x01\x02\x00\x01\n"), FirstBytes::NotHttp);
         assert_eq!(Protocol::from_alpn(Some(b"h2")), Protocol::Http2);
         assert_eq!(Protocol::from_alpn(Some(b"http/1.1")), Protocol::Http1);
         assert_eq!(Protocol::from_alpn(None), Protocol::Http1);

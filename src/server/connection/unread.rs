@@ -10,9 +10,17 @@
 //! resets it with PROTOCOL_ERROR when the rest is malformed. A body the handler
 //! did poll (read, or given up with 413 or 408) is left alone.
 //!
+//! While that rest is read the answer's end (END_STREAM) is held back
+//! ([`HeldEnd`]): h2 stops looking at a stream's flow control once the answer is
+//! complete, so a WINDOW_UPDATE overflowing the stream's window (RFC 9113 section
+//! 6.9.1) would otherwise be refused or not depending on which frame came first.
+//! Holding the end keeps the server a sender until the request is over, and the
+//! overflow is refused with FLOW_CONTROL_ERROR however the frames are timed.
+//!
 //! HTTP/1 does not need this: hyper reads or discards the rest of an HTTP/1 body
 //! itself, or closes the connection.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +29,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::base::types::Body as ResponseBody;
 
 /// How much of an unread body is read after the answer, and for how long.
 #[derive(Debug, Clone, Copy)]
@@ -36,15 +47,27 @@ pub struct UnreadBody {
     inner: Option<Incoming>,
     polled: bool,
     budget: Budget,
+    /// Dropped once the body is over: read by the handler, read here, or given up.
+    over: Option<oneshot::Sender<()>>,
 }
 
 impl UnreadBody {
-    pub fn new(inner: Incoming, budget: Budget) -> Self {
-        Self {
+    /// The body, and for one that is not over yet, what the answer's
+    /// [`HeldEnd`] waits for.
+    pub fn new(inner: Incoming, budget: Budget) -> (Self, Option<oneshot::Receiver<()>>) {
+        let (over, end) = if inner.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let body = Self {
             inner: Some(inner),
             polled: false,
             budget,
-        }
+            over,
+        };
+        (body, end)
     }
 }
 
@@ -88,7 +111,7 @@ impl Drop for UnreadBody {
         }
         // A drop outside the runtime (at shutdown): h2 resets the stream as before.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(read_rest(body, self.budget));
+            runtime.spawn(read_rest(body, self.budget, self.over.take()));
         }
     }
 }
@@ -96,7 +119,9 @@ impl Drop for UnreadBody {
 /// Reads and drops the rest of a body, within its budget. An error means h2 has
 /// reset the stream (PROTOCOL_ERROR for a malformed rest); past the budget the
 /// body is dropped and h2 resets the stream with NO_ERROR, as it would have.
-async fn read_rest(mut body: Incoming, budget: Budget) {
+/// `over` is dropped when it returns, releasing the answer's end.
+async fn read_rest(mut body: Incoming, budget: Budget, over: Option<oneshot::Sender<()>>) {
+    let _over = over;
     let mut left = budget.bytes;
     let _ = tokio::time::timeout(budget.within, async {
         while let Some(frame) = body.frame().await {
@@ -109,4 +134,82 @@ async fn read_rest(mut body: Incoming, budget: Budget) {
         }
     })
     .await;
+}
+
+/// An HTTP/2 answer whose end waits until the request body is over (see the
+/// module documentation). The answer's bytes go out at once; only the frame
+/// carrying END_STREAM waits, bounded by the reading of the rest.
+pub struct HeldEnd {
+    body: ResponseBody,
+    end: Option<oneshot::Receiver<()>>,
+}
+
+impl HeldEnd {
+    pub fn new(body: ResponseBody, end: Option<oneshot::Receiver<()>>) -> Self {
+        Self { body, end }
+    }
+}
+
+impl Body for HeldEnd {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some(frame) = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            return Poll::Ready(Some(frame));
+        }
+        if let Some(end) = this.end.as_mut() {
+            // Sent or dropped, the request body is over either way.
+            let _ = std::task::ready!(Pin::new(end).poll(cx));
+            this.end = None;
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once(
+        body: &mut HeldEnd,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(body).poll_frame(&mut cx)
+    }
+
+    #[test]
+    fn the_answer_goes_out_at_once_and_its_end_waits_for_the_request_body() {
+        let (over, end) = oneshot::channel();
+        let mut body = HeldEnd::new(ResponseBody::new(Bytes::from_static(b"ok")), Some(end));
+        assert!(!body.is_end_stream());
+        match poll_once(&mut body) {
+            Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.into_data().ok().unwrap(), "ok"),
+            other => panic!("expected the data at once, got {other:?}"),
+        }
+        assert!(poll_once(&mut body).is_pending());
+        drop(over);
+        assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+        assert!(body.is_end_stream());
+    }
+
+    #[test]
+    fn without_a_body_to_wait_for_the_answer_ends_with_its_data() {
+        let mut body = HeldEnd::new(ResponseBody::new(Bytes::from_static(b"ok")), None);
+        assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert!(body.is_end_stream());
+        assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+    }
 }
