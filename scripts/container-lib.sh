@@ -185,6 +185,3 @@ ct_build_image() {
     rm -f "$log"
     echo "built $tag for linux/$arch in $(( $(date +%s) - start )) s"
 }
-
-# A free TCP port on loopback.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

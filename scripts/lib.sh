@@ -7,6 +7,8 @@
 #   need_pip      PyPI packages, pinned, in the project's own virtual environment
 #                 (.tools/venv, ignored by git): a stock Debian or Ubuntu Python
 #                 refuses `pip install` into the system interpreter (PEP 668)
+#   need_harness  the repository's Python helpers (harness/: greeting_harness) and the
+#                 dependencies harness/pyproject.toml pins, in that environment
 #   need_cargo    crates' binaries, pinned, in ~/.cargo/bin
 
 # Prints a section header.
@@ -120,22 +122,71 @@ need_cargo() {
     "$cmd" --version 2>/dev/null | grep -qF " $version" || die "$cmd --version does not report $version"
 }
 
+# Installs harness/ (the package greeting_harness, which the Python scripts, tests and
+# load harness import) into the virtual environment, editable, so that they always
+# run the checked-out code, with the dependencies harness/pyproject.toml pins; unless
+# this checkout's harness is installed there at its version with every pin met.
+need_harness() {
+    need_venv
+    harness_has && return 0
+    echo "installing harness/ (greeting_harness) and its pinned dependencies from PyPI"
+    local out
+    # Quiet unless it fails: setuptools warns about every editable install.
+    out=$("$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT/harness" 2>&1) \
+        || { printf '%s\n' "$out" >&2; die "pip install -e harness failed"; }
+    harness_has || die "harness/ did not install at its version with its pinned dependencies"
+}
+
+# True when greeting_harness imports from this checkout's harness/ at the version of
+# harness/pyproject.toml, with each dependency it pins at that version.
+harness_has() {
+    "$VENV/bin/python" - "$REPO_ROOT/harness" <<'PY' 2>/dev/null
+import sys, tomllib
+from importlib.metadata import version, PackageNotFoundError
+from importlib.util import find_spec
+from pathlib import Path
+sys.path = [p for p in sys.path if p not in ("", ".")]  # not a copy in the working directory
+root = Path(sys.argv[1]).resolve()
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+try:
+    spec = find_spec("greeting_harness")
+    ok = spec is not None and Path(spec.origin).resolve().is_relative_to(root)
+    ok = ok and version(project["name"]) == project["version"]
+    for req in project["dependencies"]:
+        name, _, want = req.partition("==")
+        ok = ok and version(name) == want
+except PackageNotFoundError:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
+# Prints the address of a server started in the background as PID with its output in
+# LOG, from its "listening" record, once it is there (greeting_harness reads it); fails
+# with the log when PID exits first, or after SECONDS (60).
+# Usage: addr=$(server_addr LOG PID [SECONDS])   (after need_harness)
+server_addr() {
+    "$VENV/bin/python" -m greeting_harness addr "$1" "$2" ${3:+--timeout "$3"}
+}
+
+# A port free for TCP and UDP on loopback, for a server that must be given one
+# (greeting_harness.free_port: below the ephemeral range).
+free_port() {
+    need_harness >&2
+    "$VENV/bin/python" -m greeting_harness free-port "$@"
+}
+
 # Starts BIN with PORT=0 plus the given environment, logging to FILE, and sets
-# SERVER_PID and SERVER_ADDR from its "listening" line.
+# SERVER_PID and SERVER_ADDR from its "listening" line. The server is this shell's
+# child (stop_server waits for it); only the reading of the address is the harness's.
 # Usage: start_server BIN LOGFILE [VAR=VALUE ...]
 start_server() {
     local bin=$1 log=$2
     shift 2
+    need_harness
     env PORT=0 HOST=127.0.0.1 "$@" "$bin" >"$log" 2>&1 &
     SERVER_PID=$!
-    local i
-    for i in $(seq 1 400); do
-        SERVER_ADDR=$(grep -o '"addr":"[^"]*"' "$log" 2>/dev/null | head -1 | cut -d'"' -f4 || true)
-        [ -n "$SERVER_ADDR" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log"; die "$bin exited at start"; }
-        sleep 0.05
-    done
-    die "$bin did not log its address"
+    SERVER_ADDR=$(server_addr "$log" "$SERVER_PID") || die "$bin did not log its address"
 }
 
 # Stops the server started by start_server (SIGTERM, then waits).
