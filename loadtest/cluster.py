@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Failure, Server, free_port, http_get, pinned, proc_cpu
+from common import ROOT, Failure, Server, http_get, pinned
+from greeting_harness import cpu_seconds, free_port
 
 SHIPPED = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 VARS = ("GS_BIND", "GS_STATS_BIND", "GS_SERVICE", "GS_PORT", "GS_RESOLVER")
@@ -136,7 +137,7 @@ class Cluster:
         return self.lb.pid
 
     def lb_cpu(self):
-        return proc_cpu(self.lb.pid)
+        return cpu_seconds(self.lb.pid)
 
     def _csv(self):
         for path in ("/stats;csv", "/;csv", "/haproxy?stats;csv"):

@@ -1,24 +1,25 @@
 """Processes, CPU accounting, /metrics scraping and load generators for loadtest.py.
 
 Everything here targets loopback only, is bounded in time, and signals only the
-processes it started (by PID).
+processes it started (by PID). Starting the service, free ports and reading a
+process's CPU time and memory are harness/'s (greeting_harness), shared with the
+other scripts.
 """
 import http.client
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from greeting_harness import Service, ServiceError, cpu_seconds, rss_kib
+
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1
-CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"name":"John"}'
 # A generator (or server) whose cores were this busy is the limit of a result.
 BOUND = 0.90
@@ -29,25 +30,6 @@ class Failure(Exception):
 
 
 # ---------------------------------------------------------------- CPU accounting
-
-def proc_cpu(pid):
-    """User + system CPU seconds of a live process (all its threads)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK
-
-
-def proc_status(pid, key):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
 
 def proc_fds(pid):
     try:
@@ -95,105 +77,44 @@ def pinned(cmd, cpus):
     return (["taskset", "-c", ",".join(map(str, cpus))] + cmd) if cpus else cmd
 
 
-def free_port(host="127.0.0.1", kind=None):
-    """A port free for both TCP and UDP on host, below the ephemeral range, so the
-    outgoing connections of a load test cannot take it before the listener binds."""
-    import random
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError):
-        low = 32768
-    low = max(low, 12000)
-    for _ in range(200):
-        port = random.randrange(10000, low)
-        socks = []
-        try:
-            for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, k)
-                socks.append(s)
-                s.bind((host, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise Failure("no free port")
-
-
 # ---------------------------------------------------------------- the service
 
-class Server:
-    """The service binary on loopback, started and stopped by PID.
+class Server(Service):
+    """The service binary on loopback (greeting_harness.Service), pinned to `cpus`.
 
     `settings` is the service's own statement of its effective configuration (the
     "listening" log line), so a summary records what the server ran with, not what
-    the script meant to pass."""
+    the script meant to pass; `env` is what the script passed."""
 
     def __init__(self, binary, env=None, cpus=None, host="127.0.0.1", port=0, workers=1):
         self.env = {"WORKERS": str(workers), "LOG_LEVEL": "info"}
         self.env.update(env or {})
-        full = dict(os.environ, PORT=str(port), HOST=host, **self.env)
         self.cpus = cpus
         self.workers = int(self.env["WORKERS"])
-        self.log_tail = []
-        self.proc = subprocess.Popen(pinned([str(binary)], cpus), env=full, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.pid = self.proc.pid
-        self.addr = None
-        self.settings = {}
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            if '"listening"' in line:
-                self.settings = json.loads(line)
-                self.addr = self.settings["addr"]
-                break
-        if not self.addr:
-            self.stop()
-            raise Failure(f"server did not start ({binary}, env {self.env})")
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.host, port = self.addr.rsplit(":", 1)
-        self.port = int(port)
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.log_tail.append(line)
-            del self.log_tail[:-20]
+        try:
+            super().__init__(pinned([str(binary)], cpus), self.env, host=host, port=port, keep=20, timeout=20)
+        except ServiceError as e:
+            raise Failure(f"server did not start ({binary}, env {self.env}): {e}") from e
 
     @property
     def url(self):
         return f"http://{self.addr}"
 
     def cpu(self):
-        return proc_cpu(self.pid)
+        return cpu_seconds(self.pid)
 
     def rss_kib(self):
-        return proc_status(self.pid, "VmRSS")
+        return rss_kib(self.pid)
 
     def fds(self):
         return proc_fds(self.pid)
-
-    def alive(self):
-        return self.proc.poll() is None
 
     def send(self, sig):
         if self.alive():
             self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
     def shutdown_line(self):
-        for line in reversed(self.log_tail):
+        for line in reversed(self.lines):
             if "shutdown complete" in line:
                 try:
                     d = json.loads(line)
@@ -201,12 +122,6 @@ class Server:
                 except ValueError:
                     pass
         return None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def http_get(host, port, path, timeout=5):
@@ -588,7 +503,7 @@ def measure(load, url, servers, label, extra_pids=(), raw_dir=None, progress=Non
     is called about every 50 ms while the load runs (failover uses it to signal)."""
     before = [Scrape.of(s) for s in servers]
     srv_cpu0 = [s.cpu() for s in servers]
-    extra0 = [proc_cpu(p) or 0.0 for p in extra_pids]
+    extra0 = [cpu_seconds(p) or 0.0 for p in extra_pids]
     m0 = machine_cpu()
     tmp = tempfile.mkdtemp(prefix="loadtest-")
     outs, procs = [], []
@@ -624,7 +539,7 @@ def measure(load, url, servers, label, extra_pids=(), raw_dir=None, progress=Non
     wall = time.time() - t0
     m1 = machine_cpu()
     srv_cpu = sum((c1 or 0) - (c0 or 0) for c0, c1 in zip(srv_cpu0, srv_cpu_last))
-    extra_cpu = sum((proc_cpu(p) or e0) - e0 for p, e0 in zip(extra_pids, extra0))
+    extra_cpu = sum((cpu_seconds(p) or e0) - e0 for p, e0 in zip(extra_pids, extra0))
     # A replica that was stopped or killed during the run has no "after": its
     # requests are left out of the server view (the client view still has them).
     pairs = []

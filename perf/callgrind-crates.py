@@ -10,7 +10,8 @@ requests over C keep-alive connections (oha), the self cost of every function fr
 instructions came from (the source file, so inlined code counts where it was written;
 the symbol's crate where the file is unknown; this service's own code by module), and (run N2 - run N1) / (N2 - N1), so start-up and shutdown cancel.
 Prints a markdown table, one column per server, and with two or more servers the
-difference of the first and the second.
+difference of the first and the second. Needs harness/ (`scripts/py
+perf/callgrind-crates.py` installs it).
 """
 
 import argparse
@@ -18,22 +19,17 @@ import collections
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+from greeting_harness import free_port
+
 BODY = b'{"name":"John"}'
 # This repository's sources: instructions from them are this service's own code.
 OURS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src") + "/"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def crate_of(symbol):

@@ -19,7 +19,8 @@ mark when it was 90 % busy or more, and the share of non-2xx answers.
 
 --callgrind also counts user-space instructions per request of the project (not the
 peers) under valgrind for each mode: (I(N2) - I(N1)) / (N2 - N1) with 8 connections,
-so start-up cancels out. Only processes this script starts are signalled.
+so start-up cancels out. Only processes this script starts are signalled. Needs
+harness/ (`scripts/py perf/h2load.py` installs it).
 """
 
 import argparse
@@ -28,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,14 +36,9 @@ import tempfile
 import time
 import urllib.request
 
+from greeting_harness import cpu_seconds, free_port
+
 BODY = b'{"name":"John"}'
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(port, proc, limit=10.0):
@@ -62,12 +57,6 @@ def wait_ready(port, proc, limit=10.0):
             pass
         time.sleep(0.05)
     raise SystemExit("server did not answer")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def start(path, port, cpu="0", wrapper=()):
@@ -122,7 +111,7 @@ def measure(path, mode, a, body_file):
         # Warm-up: the same load for two seconds.
         subprocess.run(["taskset", "-c", "1", *h2load_args(mode, ["-D", "2"], a, body_file, port)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        before = cpu_ticks(server.pid)
+        before = cpu_seconds(server.pid)
         t0 = os.times()
         began = time.monotonic()
         out = subprocess.run(["taskset", "-c", "1",
@@ -130,13 +119,13 @@ def measure(path, mode, a, body_file):
                              capture_output=True, text=True, check=False).stdout
         wall = time.monotonic() - began
         t1 = os.times()
-        after = cpu_ticks(server.pid)
+        after = cpu_seconds(server.pid)
     finally:
         stop(server)
     r = parse_h2load(out)
     client_cpu = (t1.children_user + t1.children_system) - (t0.children_user + t0.children_system)
-    r["server_us_per_req"] = (after - before) / TICK * 1e6 / max(r["done"], 1)
-    r["server_cpu_pct"] = (after - before) / TICK / wall * 100
+    r["server_us_per_req"] = (after - before) * 1e6 / max(r["done"], 1)
+    r["server_cpu_pct"] = (after - before) / wall * 100
     r["client_cpu_pct"] = client_cpu / wall * 100
     r["client_bound"] = r["client_cpu_pct"] >= 90
     return r

@@ -9,20 +9,22 @@ connection. Under callgrind, CONNECTIONS keep-alive connections each send one
 request; after 3 s (all parked) each sends another ("woken"), then at once another
 ("busy": none had time to park); the counters are zeroed before and dumped after
 each round with callgrind_control. The wake cost is (woken - busy) / CONNECTIONS,
-measured twice. Requests are raw HTTP/1.1 with three header fields.
+measured twice. Requests are raw HTTP/1.1 with three header fields. Needs valgrind
+and harness/ (`scripts/py perf/parking-wake.py` installs the latter).
 """
-import glob, json, os, re, socket, subprocess, sys, tempfile, time
+import glob, os, re, socket, subprocess, sys, tempfile, time
+
+from greeting_harness import Service
 
 binary = sys.argv[1] if len(sys.argv) > 1 else 'target/release/greeting-service'
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 500
 out = os.path.join(tempfile.mkdtemp(), 'callgrind.out')
 for f in glob.glob(out+'*'): os.remove(f)
 # callgrind_control finds the process by a pipe named after $HOST, which the server
-# reads too: both get the same environment.
-env=dict(os.environ, PORT='0', HOST='127.0.0.1', WORKERS='1', LOG_LEVEL='warn', LOG_FORMAT='json')
-p=subprocess.Popen(['valgrind','--tool=callgrind',f'--callgrind-out-file={out}',binary],env=dict(env,LOG_LEVEL='info'),stdout=subprocess.PIPE,stderr=subprocess.DEVNULL,text=True)
-for line in p.stdout:
-    if '"listening"' in line: port=int(json.loads(line)['addr'].rsplit(':',1)[1]); break
+# reads too: both get the same one.
+env=dict(os.environ, HOST='127.0.0.1')
+p=Service(['valgrind','--tool=callgrind',f'--callgrind-out-file={out}',binary],host=env['HOST'])
+port=p.port
 REQ=b'POST /greet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"name":"John"}'
 def rt(s):
     s.sendall(REQ); buf=b''
@@ -46,7 +48,7 @@ phase('busy')   # at once: none had time to park
 time.sleep(3)
 phase('woken2')
 phase('busy2')
-p.terminate(); p.wait()
+p.stop()
 tot={}
 for f in sorted(glob.glob(out+'.*')):
     txt=open(f).read()

@@ -4,11 +4,12 @@
 #   perf/syscalls.sh NAME=BINARY...        (N=20000 C=8 by default)
 # Prints, per server, the calls made at least once per 100 requests, per request.
 set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+need_harness >&2  # free_port
 N=${N:-20000} C=${C:-8}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 for spec in "$@"; do
-    name=${spec%%=*} bin=${spec#*=} port=$(freeport)
+    name=${spec%%=*} bin=${spec#*=} port=$(free_port)
     PORT=$port WORKERS=1 HOST=127.0.0.1 LOG_LEVEL=error strace -c -f -o "$tmp/$name" "$bin" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 100); do

@@ -12,27 +12,20 @@ least 1,000) is still served, every one of them.
     scripts/idle-connections.py --bin perf/peers/bin/actix --port 18090   # a peer
 
 --port serves servers that do not log a "listening" line (the peers in perf/peers):
-the server gets that PORT and is used once it accepts connections.
+the server gets that PORT and is used once it accepts connections. Needs harness/
+(scripts/lib.sh need_harness; `scripts/py scripts/idle-connections.py` installs it).
 """
 import argparse
 import json
-import os
 import resource
 import socket
-import subprocess
 import sys
 import time
 
+from greeting_harness import Service, rss_kib
+
 REQUEST = (b"POST /greet HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: 15\r\n\r\n{\"name\":\"John\"}")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def read_response(sock):
@@ -65,32 +58,13 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.n + 1000)), hard))
 
-    env = dict(os.environ, PORT=str(args.port or 0), HOST="127.0.0.1", WORKERS="1", LOG_LEVEL="info")
+    env = {}
     for kv in args.env:
         k, _, v = kv.partition("=")
         env[k] = v
-    server = subprocess.Popen([args.bin], env=env, stdout=subprocess.DEVNULL if args.port else subprocess.PIPE,
-                              text=True)
+    server = Service(args.bin, env, port=args.port or 0, listening_line=not args.port, keep=100, timeout=10)
+    host, port = server.host, server.port
     try:
-        if args.port:
-            host, port = "127.0.0.1", args.port
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection((host, port)).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not accept connections")
-                    time.sleep(0.05)
-        else:
-            addr = None
-            for line in server.stdout:
-                if '"listening"' in line:
-                    addr = json.loads(line)["addr"]
-                    break
-            host, port = addr.rsplit(":", 1)
-            port = int(port)
         # Warm up: a few requests so lazily built state exists before the baseline.
         for _ in range(20):
             s = socket.create_connection((host, port))
@@ -131,8 +105,7 @@ def main():
         for s in conns:
             s.close()
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop(timeout=20)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ does with the request body.
     malformed.py --bin ... -k trailers    # only cases whose id contains "trailers"
 
 Needs the h2, hyperframe and hpack packages (scripts/lib.sh: need_pip h2==4.3.0
-hyperframe==6.1.0 hpack==4.1.0). Header blocks are encoded here by hand (HPACK
-literals without indexing, RFC 7541 section 6.2.2) so that a block can carry exactly
-the malformed fields a case needs (upper case names, repeated or misplaced
-pseudo-headers), which h2's own state machine would refuse to send; hpack decodes
-the server's blocks and hyperframe frames both ways.
+hyperframe==6.1.0 hpack==4.1.0) and harness/ (need_harness). Header blocks are
+encoded here by hand (HPACK literals without indexing, RFC 7541 section 6.2.2) so
+that a block can carry exactly the malformed fields a case needs (upper case names,
+repeated or misplaced pseudo-headers), which h2's own state machine would refuse to
+send; hpack decodes the server's blocks and hyperframe frames both ways.
 
 Timing. The malformed part of a body case (DATA, trailers, a second HEADERS) is sent
 in one of two ways, both deterministic:
@@ -60,11 +60,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import select
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -73,11 +70,12 @@ try:
     import hpack
     import hyperframe.frame as hf
     from h2.errors import ErrorCodes
+    from greeting_harness import Service, ServiceError
     from hpack.hpack import encode_integer
 except ImportError as e:  # pragma: no cover - set-up error
     sys.exit(
         f"malformed.py: {e}; install with: . scripts/lib.sh && "
-        "need_pip h2==4.3.0 hyperframe==6.1.0 hpack==4.1.0"
+        "need_pip h2==4.3.0 hyperframe==6.1.0 hpack==4.1.0 && need_harness"
     )
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -519,30 +517,6 @@ def run_case(host, port, case: Case, t: Target, mode: str, timeout: float, respo
     return Result(case.id, t.label, mode if case.body else "head", expected(case.expect), observed, verdict)
 
 
-def start_binary(path: str) -> tuple[subprocess.Popen, str, int]:
-    env = dict(os.environ, PORT="0", HOST="127.0.0.1", WORKERS="1", LOG_FORMAT="json")
-    proc = subprocess.Popen([path], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 10)
-    line = proc.stdout.readline() if ready else ""
-    try:
-        host, port = json.loads(line)["addr"].rsplit(":", 1)
-    except (ValueError, KeyError):
-        proc.kill()
-        proc.wait()
-        sys.exit(f"malformed.py: no listening address from {path}: {line!r}")
-    return proc, host.strip("[]"), int(port)
-
-
-def stop_binary(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def print_table(results: list[Result]) -> None:
     cols = ["case", "path", "mode", "expected", "observed", "verdict"]
     rows = [[r.case, r.target, r.mode, r.expected, r.observed, r.verdict] for r in results]
@@ -583,9 +557,13 @@ def main() -> int:
         if m not in ("together", "after-response"):
             ap.error(f"unknown mode {m!r}")
 
-    proc = None
+    server = None
     if args.bin:
-        proc, host, port = start_binary(args.bin)
+        try:
+            server = Service(args.bin, timeout=10)
+        except ServiceError as e:
+            sys.exit(f"malformed.py: {e}")
+        host, port = server.host, server.port
     else:
         host, _, port_s = args.server.rpartition(":")
         host, port = host.strip("[]"), int(port_s)
@@ -608,8 +586,8 @@ def main() -> int:
             if args.json:
                 print(json.dumps(r.__dict__), flush=True)
     finally:
-        if proc is not None:
-            stop_binary(proc)
+        if server is not None:
+            server.stop(timeout=15)
 
     xfail = set(args.xfail)
     for r in results:

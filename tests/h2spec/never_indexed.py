@@ -11,32 +11,21 @@ fixed headers (content-type, cache-control, ...) stay indexable.
 
     never_indexed.py --bin target/release/greeting-service
 
-Needs h2==4.3.0 (scripts/lib.sh need_pip). Exit status 0 when every check passed.
+Needs h2==4.3.0 (scripts/lib.sh need_pip) and harness/ (need_harness). Exit status
+0 when every check passed.
 """
 
 import argparse
-import json
-import os
 import socket
-import subprocess
 import sys
 
 import h2.config
 import h2.connection
 import h2.events
+from greeting_harness import Service
 from hpack import NeverIndexedHeaderTuple
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-def start(binary):
-    env = dict(os.environ, PORT="0", HOST="127.0.0.1", WORKERS="1", LOG_FORMAT="json")
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        record = json.loads(line)
-        if record.get("message") == "listening":
-            return proc, int(record["addr"].rsplit(":", 1)[1])
-    raise SystemExit("the server did not start")
 
 
 def responses(port, requests):
@@ -76,7 +65,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True)
     a = ap.parse_args()
-    proc, port = start(a.bin)
+    server = Service(a.bin)
+    port = server.port
     failed = 0
 
     def check(ok, what):
@@ -98,8 +88,7 @@ def main():
                       f"response {i + 1}: traceparent never indexed ({kinds.get('traceparent')})")
         check(dict(got[1]).get("x-request-id") == "caller-1", "the caller's id comes back intact")
     finally:
-        proc.terminate()
-        proc.wait(15)
+        server.stop(timeout=15)
     print("all checks passed" if not failed else f"{failed} checks failed")
     sys.exit(1 if failed else 0)
 

@@ -21,20 +21,17 @@ service against it, and checks:
 
     tests/otlp/otlp_test.py --bin target/release/greeting-service
 
-Needs opentelemetry-proto (scripts/test installs it in .tools/venv).
+Needs opentelemetry-proto and harness/ (scripts/test installs both in .tools/venv).
 """
 import argparse
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from greeting_harness import Service, ServiceError, free_port
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest, ExportTraceServiceResponse)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -104,29 +101,18 @@ class Receiver:
         return spans
 
 
-class Service:
-    def __init__(self, binary, env):
-        full = dict(PATH=os.environ.get("PATH", ""), PORT="0", HOST="127.0.0.1", WORKERS="1",
-                    LOG_LEVEL="info", ACCESS_LOG="true", **env)
-        self.proc = subprocess.Popen([binary], env=full, stdout=subprocess.PIPE, text=True)
-        self.lines = []
-        self.addr = None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if '"listening"' in line:
-                self.addr = json.loads(line)["addr"]
-                break
-        if not self.addr:
-            sys.exit("the service did not start:\n" + "".join(self.lines))
-        threading.Thread(target=self._read, daemon=True).start()
+class Greeting(Service):
+    """The service with access logs, in an environment of nothing but PATH and `env`
+    (no OTEL_* setting of the caller's leaks in)."""
 
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
+    def __init__(self, binary, env):
+        try:
+            super().__init__(binary, {"ACCESS_LOG": "true", **env}, inherit_env=False)
+        except ServiceError as e:
+            sys.exit(f"the service did not start: {e}")
 
     def request(self, method, path, headers=None, body=None):
-        host, port = self.addr.rsplit(":", 1)
-        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c = http.client.HTTPConnection(self.host, self.port, timeout=10)
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         r.read()
@@ -134,19 +120,13 @@ class Service:
         return r
 
     def metric(self, name):
-        host, port = self.addr.rsplit(":", 1)
-        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c = http.client.HTTPConnection(self.host, self.port, timeout=10)
         c.request("GET", "/metrics")
         text = c.getresponse().read().decode()
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
 
 
 def attrs(span):
@@ -159,7 +139,7 @@ def attrs(span):
 
 def exporting(binary, receiver, **env):
     """The service exporting to `receiver`, with more OTEL_* settings."""
-    return Service(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}", **env})
+    return Greeting(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}", **env})
 
 
 def greet(svc, headers=None):
@@ -239,8 +219,7 @@ def ratio_scenario(binary, receiver):
                     OTEL_TRACES_SAMPLER_ARG="0.25")
     try:
         n = 2000
-        host, port = svc.addr.rsplit(":", 1)
-        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c = http.client.HTTPConnection(svc.host, svc.port, timeout=10)
         for _ in range(n):
             c.request("POST", "/greet", body=b'{"name":"R"}')
             c.getresponse().read()
@@ -273,15 +252,11 @@ def flush_scenario(binary, receiver):
 
 def dead_scenario(binary):
     print("== dead: an endpoint nobody listens on")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    svc = Service(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{dead}"})
+    svc = Greeting(binary, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
     try:
         ok = 0
         started = time.time()
-        host, port = svc.addr.rsplit(":", 1)
-        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c = http.client.HTTPConnection(svc.host, svc.port, timeout=10)
         for _ in range(2000):
             c.request("POST", "/greet", body=b'{"name":"D"}')
             ok += c.getresponse().read() == b'{"message":"Hello, D!"}'
