@@ -389,7 +389,9 @@ impl<H: Handler + Clone> Worker<H> {
                 watchdog: self.watchdog.clone(),
             };
             let (tls, builders) = (self.shared.tls.clone(), self.builders.clone());
-            self.shared.connections.spawn(permit, async move {
+            let slot = self.shared.connections.admit(permit);
+            self.shared.connections.spawn(async move {
+                let _slot = slot;
                 started.serve(stream, tls, &builders).await;
             });
         }

@@ -25,24 +25,26 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Spawns a connection's task on the current tokio runtime and counts it open
-    /// while it runs. `permit` is its place under the connection cap, given back
-    /// only once the connection is counted closed, so the open count never exceeds
-    /// the cap.
-    pub fn spawn<F>(self: &Arc<Self>, permit: OwnedSemaphorePermit, task: F)
+    /// Counts a connection accepted and open; `permit` is its place under the
+    /// connection cap. The returned slot goes with the connection's task: dropped,
+    /// it counts the connection closed first and only then gives the permit back,
+    /// so the open count never exceeds the cap.
+    pub fn admit(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            connections: self.clone(),
+            _permit: permit,
+        }
+    }
+
+    /// Spawns a connection's task on the current tokio runtime, tracked for the
+    /// drain. The task owns the connection's [`Slot`].
+    pub fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot {
-            connections: self.clone(),
-            _permit: permit,
-        };
-        self.tasks.spawn(async move {
-            let _slot = slot;
-            task.await;
-        });
+        self.tasks.spawn(task);
     }
 
     /// Connections open now.
@@ -78,7 +80,7 @@ impl Connections {
 /// An open connection's place: counted open until dropped, then (fields drop
 /// after `drop` runs) its permit goes back to the cap.
 #[derive(Debug)]
-struct Slot {
+pub struct Slot {
     connections: Arc<Connections>,
     _permit: OwnedSemaphorePermit,
 }

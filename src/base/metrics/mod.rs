@@ -26,7 +26,7 @@ mod connections;
 mod process;
 pub mod requests;
 
-pub use connections::Connections;
+pub use connections::{Connections, Slot};
 pub use requests::BUCKETS;
 use requests::{Shards, METHODS, STATUSES};
 

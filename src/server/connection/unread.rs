@@ -55,12 +55,15 @@ impl UnreadBody {
     /// The body, and for one that is not over yet, what the answer's
     /// [`HeldEnd`] waits for.
     pub fn new(inner: Incoming, budget: Budget) -> (Self, Option<oneshot::Receiver<()>>) {
-        let (over, end) = if inner.is_end_stream() {
-            (None, None)
-        } else {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        };
+        // Nothing will be read after the answer for a body already over, or one
+        // declared over the limit (refused with 413 unread): no end to hold.
+        let (over, end) =
+            if inner.is_end_stream() || inner.size_hint().lower() > budget.bytes as u64 {
+                (None, None)
+            } else {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            };
         let body = Self {
             inner: Some(inner),
             polled: false,
