@@ -23,10 +23,13 @@ in one of two ways, both deterministic:
 
   together        HEADERS and the rest in one write: the server has every frame of
                   the request before it can answer.
+  separate        one write per frame, without waiting: h2spec's own timing, where
+                  the answer may or may not come before the rest is read.
   after-response  HEADERS first; then a PING round trip (the server has processed
                   the HEADERS), then, on routes that answer without reading the body,
-                  wait for the complete response (END_STREAM) or a reset; only then
-                  the rest. This is what a slow client, or h2spec's separate writes,
+                  wait for the complete response (END_STREAM, or its last byte: the
+                  service holds END_STREAM until the request body is over) or a
+                  reset; only then the rest. This is what a slow client, or h2spec's separate writes,
                   meet when the server answers first.
 
 After the last client frame the script waits for RST_STREAM/GOAWAY, for the
@@ -144,6 +147,11 @@ class Observed:
     events: list[str] = field(default_factory=list)
     status: str | None = None
     response_ended: bool = False
+    # The answer's declared length and the DATA bytes received of it: an answer is
+    # complete at its last byte even when END_STREAM waits (the service holds it
+    # until the request body is over).
+    response_length: int | None = None
+    response_bytes: int = 0
     rst: int | None = None
     goaway: int | None = None
     closed: bool = False
@@ -248,10 +256,14 @@ class Conn:
                     if status is not None and obs.status is None:
                         obs.status = status
                         obs.add(f"response {status}")
+                        length = next((v for k, v in fields if k == "content-length"), None)
+                        obs.response_length = int(length) if length is not None else None
                     if self.header_end_stream:
                         obs.response_ended = True
                         obs.add("END_STREAM")
         elif isinstance(f, hf.DataFrame):
+            if f.stream_id == STREAM:
+                obs.response_bytes += len(f.data)
             if f.stream_id == STREAM and "END_STREAM" in f.flags:
                 obs.response_ended = True
                 obs.add("END_STREAM")
@@ -284,6 +296,12 @@ class Conn:
 
     def stream_finished(self) -> bool:
         return self.obs.response_ended or self.obs.rst is not None
+
+    def answered(self) -> bool:
+        """The whole answer is in: END_STREAM, or every byte of its content-length."""
+        obs = self.obs
+        whole = obs.response_length is not None and obs.response_bytes >= obs.response_length
+        return obs.response_ended or whole
 
 
 # ---------------------------------------------------------------------------
@@ -468,11 +486,11 @@ def run_case(host, port, case: Case, t: Target, mode: str, timeout: float, respo
             conn.send(*head)
             if conn.barrier(deadline) and not t.reads_body:
                 wait_until = min(deadline, time.monotonic() + response_wait)
-                while not (conn.stream_finished() or conn.terminal()):
+                while not (conn.answered() or conn.obs.rst is not None or conn.terminal()):
                     if conn.next_frame(wait_until) is None:
                         obs.add(f"no response within {response_wait}s")
                         break
-                if obs.response_ended and obs.rst is None and not conn.terminal():
+                if conn.answered() and obs.rst is None and not conn.terminal():
                     # Let an implicit reset that follows the response show up first.
                     conn.barrier(deadline)
             reset_before_rest = obs.rst == NO_ERROR
@@ -481,6 +499,9 @@ def run_case(host, port, case: Case, t: Target, mode: str, timeout: float, respo
                 obs.add("-- rest sent -->")
             if not conn.terminal():
                 conn.send(*rest)
+        elif mode == "separate":
+            for frame in (*head, *rest):
+                conn.send(frame)
         else:
             conn.send(*head, *rest)
         # Observe until a verdict is certain.
@@ -534,15 +555,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3.0, help="bound on each wait, seconds (3)")
     ap.add_argument("--response-wait", type=float, default=1.0,
                     help="after-response mode: how long to wait for an early response (1)")
-    ap.add_argument("--modes", default="together,after-response",
-                    help="timings for body cases, comma-separated (together,after-response)")
+    ap.add_argument("--modes", default="together,separate,after-response",
+                    help="timings for body cases, comma-separated (together,separate,after-response)")
     ap.add_argument("-k", dest="filter", action="append", default=[],
                     help="only cases whose 'case path mode' contains this (repeatable: any)")
     ap.add_argument("--json", action="store_true", help="print results as JSON lines instead of a table")
     ap.add_argument("--list", action="store_true", help="list the cases and targets, then exit")
     ap.add_argument("--xfail", action="append", default=[], metavar="CASE[@MODE]",
                     help="a known failure (an upstream bug): reported as XFAIL, not counted as failed "
-                         "(repeatable; MODE is together, after-response or head)")
+                         "(repeatable; MODE is together, separate, after-response or head)")
     args = ap.parse_args()
     if args.list:
         for case in body_cases() + control_cases() + head_cases():
@@ -554,7 +575,7 @@ def main() -> int:
         ap.error("give HOST:PORT or --bin PATH")
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in ("together", "after-response"):
+        if m not in ("together", "separate", "after-response"):
             ap.error(f"unknown mode {m!r}")
 
     server = None
