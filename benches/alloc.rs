@@ -22,7 +22,7 @@ const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
 
 fn bench(c: &mut Criterion) {
     let runtime = common::runtime();
-    let endpoint = common::endpoint();
+    let middleware = common::middleware();
     let mut group = c.benchmark_group("alloc");
     for (label, request, _) in common::request_classes()
         .into_iter()
@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     {
         group.bench_function(BenchmarkId::new(ALLOCATOR, label), |b| {
             b.to_async(&runtime)
-                .iter(|| endpoint.call(request.clone(), None, ()))
+                .iter(|| middleware.call(request.clone(), None, ()))
         });
     }
     group.finish();

@@ -20,9 +20,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use greeting_service::base::metrics::{Connections, MethodLabel, Metrics};
-use greeting_service::base::route::Route;
-use greeting_service::endpoint::fresh_request_id;
+use greeting_service::handler::Route;
+use greeting_service::ids::fresh_request_id;
+use greeting_service::telemetry::metrics::{Connections, MethodLabel, Metrics};
 use http::{Method, StatusCode};
 
 /// The largest two-thread / one-thread ratio the check accepts.

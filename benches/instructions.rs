@@ -11,11 +11,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let runtime = common::runtime();
-    let endpoint = common::endpoint();
+    let middleware = common::middleware();
     let request = common::post("/greet", Some("application/json"), common::TINY);
     runtime.block_on(async {
         for _ in 0..iterations {
-            let Ok(response) = endpoint.call(request.clone(), None, ()).await;
+            let Ok(response) = middleware.call(request.clone(), None, ()).await;
             assert_eq!(response.status(), 200);
             std::hint::black_box(response);
         }

@@ -7,7 +7,7 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use greeting_service::base::json::parse::{self as json, NameField};
+use greeting_service::json::parse::{self as json, NameField};
 
 fn name_len(r: Result<NameField<'_>, json::JsonError>) -> usize {
     match r {

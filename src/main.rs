@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use greeting_service::base::budget::BodyBuffers;
-use greeting_service::base::metrics::{Connections, Metrics};
-use greeting_service::base::shutdown::{Readiness, Signals};
+use greeting_service::budget::BodyBuffers;
 use greeting_service::config::{Command, Config, Mode};
-use greeting_service::endpoint::Endpoint;
+use greeting_service::middleware::Middleware;
 use greeting_service::routes::{Limits, Routes};
 use greeting_service::server::connection::Timeouts;
+use greeting_service::server::drain::{Readiness, Signals};
 use greeting_service::server::{self, tls, Server, Settings};
+use greeting_service::telemetry::metrics::{Connections, Metrics};
 use greeting_service::{healthcheck, telemetry};
 
 #[cfg(feature = "mimalloc")]
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
     let spans = export.as_ref().map(|e| e.spans.clone());
     #[cfg(not(feature = "otlp"))]
     let spans = None;
-    let endpoint = Endpoint::new(routes, metrics, config.access_log).with_spans(spans);
+    let endpoint = Middleware::new(routes, metrics, config.access_log).with_spans(spans);
     let settings = Settings {
         mode: config.runtime,
         max_connections,

@@ -14,14 +14,14 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
 
-use crate::base::budget::{BodyBuffers, Held};
-use crate::base::metrics::{self, Metrics};
-use crate::base::route::Route;
-use crate::base::shutdown::Readiness;
-use crate::base::types::{self, Handler, Response};
+use crate::budget::{BodyBuffers, Held};
 use crate::config::defaults::{self, MAX_HEAD_BYTES};
 use crate::domain::greet;
 use crate::domain::problem::Problem;
+use crate::handler::Route;
+use crate::handler::{self, Handler, Response};
+use crate::server::drain::Readiness;
+use crate::telemetry::metrics::{self, Metrics};
 
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static METRICS_TYPE: HeaderValue = HeaderValue::from_static(metrics::CONTENT_TYPE);
@@ -115,7 +115,7 @@ impl Routes {
                 StatusCode::SERVICE_UNAVAILABLE,
                 br#"{"status":"shutting down"}"#,
             ),
-            (Route::Metrics, true) => types::response(
+            (Route::Metrics, true) => handler::response(
                 StatusCode::OK,
                 &METRICS_TYPE,
                 Bytes::from(self.metrics.render()),
@@ -258,7 +258,11 @@ where
         };
         let answered = read.and_then(|()| {
             let rendered = greet::greet(this.collected.as_slice(), this.limits.max_name_chars)?;
-            Ok(types::response(StatusCode::OK, &APPLICATION_JSON, rendered))
+            Ok(handler::response(
+                StatusCode::OK,
+                &APPLICATION_JSON,
+                rendered,
+            ))
         });
         Poll::Ready(answered.unwrap_or_else(problem_closing_unread_body))
     }
@@ -317,7 +321,7 @@ pub fn content_type_is_json(value: Option<&HeaderValue>) -> bool {
 }
 
 fn json(status: StatusCode, body: &'static [u8]) -> Response {
-    types::response(status, &APPLICATION_JSON, Bytes::from_static(body))
+    handler::response(status, &APPLICATION_JSON, Bytes::from_static(body))
 }
 
 fn with_allow(problem: Problem, allow: &HeaderValue) -> Response {

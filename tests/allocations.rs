@@ -3,9 +3,9 @@
 //!
 //! - the whole server: the real server (one per-core worker) on a thread of this
 //!   process, a keep-alive loopback connection, and only that thread's allocations
-//!   counted (hyper's parsing and encoding, the connection, the endpoint, the
+//!   counted (hyper's parsing and encoding, the connection, the middleware, the
 //!   routes), request by request for every class of answer;
-//! - the endpoint alone (`Endpoint::call` in process), which is what the service
+//! - the middleware alone (`Middleware::call` in process), which is what the service
 //!   adds to hyper.
 //!
 //! The README quotes these numbers; a change that allocates more on the request
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use greeting_service::config::Mode;
-use greeting_service::endpoint::Endpoint;
+use greeting_service::middleware::Middleware;
 use greeting_service::routes::Limits;
 use greeting_service::server::{self, Server};
 use http_body_util::Full;
@@ -63,9 +63,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Every class of answer, with the most allocations each may make through the
-/// whole server, and through the endpoint alone.
+/// whole server, and through the middleware alone.
 ///
-/// Through the endpoint: the response's header map (its index table and its
+/// Through the middleware: the response's header map (its index table and its
 /// entries) is the only allocation of a greeting or an error answered from the
 /// head; the body and a fresh request id come from the per-thread output buffer,
 /// one 64 KiB chunk per few hundred responses. Malformed JSON takes serde_json's
@@ -171,11 +171,11 @@ fn through_the_server(method: &str, path: &str, body: &str, status: u16, n: usiz
     let thread = std::thread::spawn(move || {
         COUNTED_THREAD.with(|c| c.set(true));
         let runtime = server::runtime(Mode::PerCore, 1).unwrap();
-        let endpoint = Endpoint::new(p.routes, p.metrics, false);
+        let middleware = Middleware::new(p.routes, p.metrics, false);
         server
             .run(
                 runtime,
-                endpoint,
+                middleware,
                 common::settings(),
                 p.readiness,
                 p.connections,
@@ -212,10 +212,10 @@ fn through_the_server(method: &str, path: &str, body: &str, status: u16, n: usiz
     total as f64 / n as f64
 }
 
-/// Allocations per request through `Endpoint::call` alone, in process.
-fn through_the_endpoint(method: &str, path: &str, body: &str, n: usize) -> f64 {
+/// Allocations per request through `Middleware::call` alone, in process.
+fn through_the_middleware(method: &str, path: &str, body: &str, n: usize) -> f64 {
     let runtime = server::runtime(Mode::PerCore, 1).unwrap();
-    let endpoint = common::endpoint();
+    let middleware = common::middleware();
     let request = || {
         http::Request::builder()
             .method(method)
@@ -227,14 +227,14 @@ fn through_the_endpoint(method: &str, path: &str, body: &str, n: usize) -> f64 {
     COUNTED_THREAD.with(|c| c.set(true));
     runtime.block_on(async {
         for _ in 0..100 {
-            let _ = endpoint.call(request(), None, ()).await;
+            let _ = middleware.call(request(), None, ()).await;
         }
         let mut total = 0;
         for _ in 0..n {
             let req = request();
             ALLOCATIONS.store(0, Ordering::Relaxed);
             COUNTING.store(true, Ordering::Relaxed);
-            let response = endpoint.call(req, None, ()).await;
+            let response = middleware.call(req, None, ()).await;
             COUNTING.store(false, Ordering::Relaxed);
             total += ALLOCATIONS.load(Ordering::Relaxed);
             drop(response);
@@ -246,17 +246,17 @@ fn through_the_endpoint(method: &str, path: &str, body: &str, n: usize) -> f64 {
 #[test]
 fn allocations_per_request_stay_within_budget() {
     let mut report = Vec::new();
-    for (label, method, path, spec, endpoint_budget, server_budget) in CLASSES {
+    for (label, method, path, spec, middleware_budget, server_budget) in CLASSES {
         let body = body_of(spec);
         let status: u16 = label[..3].parse().unwrap();
-        let endpoint = through_the_endpoint(method, path, &body, 1000);
+        let middleware = through_the_middleware(method, path, &body, 1000);
         let server = through_the_server(method, path, &body, status, 1000);
         report.push(format!(
-            "{label}: endpoint {endpoint:.2}, whole server {server:.2}"
+            "{label}: middleware {middleware:.2}, whole server {server:.2}"
         ));
         assert!(
-            endpoint <= endpoint_budget,
-            "{label}: {endpoint:.2} allocations in the endpoint (budget {endpoint_budget})"
+            middleware <= middleware_budget,
+            "{label}: {middleware:.2} allocations in the middleware (budget {middleware_budget})"
         );
         assert!(
             server <= server_budget,

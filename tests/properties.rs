@@ -2,8 +2,8 @@
 //! and never contains raw HTML-significant characters; the simd-json parser agrees
 //! with serde_json on which bodies are valid and on the name it extracts.
 
-use greeting_service::base::json::parse::{self as json, JsonError, NameField};
 use greeting_service::domain::greet::{self, GreetError, Name};
+use greeting_service::json::parse::{self as json, JsonError, NameField};
 use proptest::prelude::*;
 use serde_json::Value;
 

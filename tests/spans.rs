@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use greeting_service::base::spans::{SpanStats, Spans};
 use greeting_service::config::Mode;
-use greeting_service::endpoint::Endpoint;
+use greeting_service::middleware::Middleware;
 use greeting_service::routes::{Limits, Routes};
 use greeting_service::server;
+use greeting_service::telemetry::spans::{SpanStats, Spans};
 use http_body_util::Full;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::Value;
@@ -26,7 +26,7 @@ const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 struct Traced {
-    endpoint: Arc<Endpoint<Routes>>,
+    middleware: Arc<Middleware<Routes>>,
     queue: mpsc::Receiver<SpanData>,
     stats: Arc<SpanStats>,
 }
@@ -36,15 +36,15 @@ fn traced(sampler: Sampler, capacity: usize) -> Traced {
     let (tx, rx) = mpsc::channel(capacity);
     let stats = Arc::new(SpanStats::default());
     let spans = Spans::new(tx, sampler, stats.clone(), "http");
-    let endpoint = Endpoint::new(p.routes, p.metrics, false).with_spans(Some(spans));
+    let middleware = Middleware::new(p.routes, p.metrics, false).with_spans(Some(spans));
     Traced {
-        endpoint: Arc::new(endpoint),
+        middleware: Arc::new(middleware),
         queue: rx,
         stats,
     }
 }
 
-/// Sends one request through the endpoint; returns the status and the
+/// Sends one request through the middleware; returns the status and the
 /// `traceparent` the response carries.
 fn call(
     t: &Traced,
@@ -66,7 +66,7 @@ fn call(
         .unwrap();
     let peer: SocketAddr = "192.0.2.7:40123".parse().unwrap();
     let response = runtime
-        .block_on(t.endpoint.call(req, Some(peer), ()))
+        .block_on(t.middleware.call(req, Some(peer), ()))
         .unwrap();
     let tp = response
         .headers()

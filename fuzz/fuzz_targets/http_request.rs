@@ -6,10 +6,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use greeting_service::base::budget::BodyBuffers;
-use greeting_service::base::metrics::{Connections, Metrics};
-use greeting_service::base::shutdown::{Drain, Readiness};
-use greeting_service::endpoint::Endpoint;
+use greeting_service::budget::BodyBuffers;
+use greeting_service::telemetry::metrics::{Connections, Metrics};
+use greeting_service::server::drain::{Drain, Readiness};
+use greeting_service::middleware::Middleware;
 use greeting_service::routes::{Limits, Routes};
 use greeting_service::server::connection::deadline::Watchdog;
 use greeting_service::server::connection::{self, Accepted, Builders, Timeouts};
@@ -36,7 +36,7 @@ fuzz_target!(|input: &[u8]| {
         let metrics = Metrics::new(Arc::new(Connections::default()));
         let buffers = buffers();
         let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone(), buffers);
-        let endpoint = Arc::new(Endpoint::new(routes, metrics, false));
+        let middleware = Arc::new(Middleware::new(routes, metrics, false));
         let builders = Builders::default();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let drain = Drain::default();
@@ -59,7 +59,7 @@ fuzz_target!(|input: &[u8]| {
                 protocol,
                 accepted: std::time::Instant::now(),
                 peer: None,
-                endpoint,
+                middleware,
                 watchdog: watchdog.clone(),
                 unread: connection::unread::Budget {
                     bytes: 16 * 1024,

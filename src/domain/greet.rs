@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 
-use crate::base::arena::{self, Sink};
-use crate::base::json::{self, JsonError, NameField};
+use crate::arena::{self, Sink};
+use crate::json::{self, JsonError, NameField};
 
 /// A trimmed name of 1..=`max_chars` Unicode scalar values with no control characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

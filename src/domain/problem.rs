@@ -11,10 +11,10 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-use crate::base::arena::{self, Sink};
-use crate::base::json::{self, JsonError};
-use crate::base::types::{self, Response};
+use crate::arena::{self, Sink};
 use crate::domain::greet::GreetError;
+use crate::handler::{self, Response};
+use crate::json::{self, JsonError};
 
 pub static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
@@ -116,7 +116,7 @@ impl Problem {
 
     /// The full response; the server adds the headers every response carries.
     pub fn into_response(self) -> Response {
-        types::response(self.status, &PROBLEM_JSON, self.body())
+        handler::response(self.status, &PROBLEM_JSON, self.body())
     }
 
     pub const fn not_found() -> Self {

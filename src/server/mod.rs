@@ -17,6 +17,7 @@
 //! shutdown sequence; they differ only in which threads run the loops.
 
 pub mod connection;
+pub mod drain;
 pub mod tls;
 
 use std::io;
@@ -29,11 +30,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::base::metrics::Connections;
-use crate::base::shutdown::{Drain, Readiness, StopRequests};
-use crate::base::types::Handler;
 use crate::config::Mode;
-use crate::endpoint::Endpoint;
+use crate::handler::Handler;
+use crate::middleware::Middleware;
+use crate::server::drain::{Drain, Readiness, StopRequests};
+use crate::telemetry::metrics::Connections;
 use connection::deadline::Watchdog;
 use connection::{Accepted, Builders, Protocol, Timeouts};
 
@@ -148,7 +149,7 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves `endpoint` until the first of `stop` requests, then shuts down in
+    /// Serves `middleware` until the first of `stop` requests, then shuts down in
     /// order (see the module documentation) and returns what the drain achieved.
     ///
     /// `runtime` runs on the calling thread and must be
@@ -159,7 +160,7 @@ impl Server {
     pub fn run<H: Handler + Clone>(
         self,
         runtime: tokio::runtime::Runtime,
-        endpoint: Endpoint<H>,
+        middleware: Middleware<H>,
         settings: Settings,
         readiness: Readiness,
         connections: Arc<Connections>,
@@ -167,7 +168,7 @@ impl Server {
     ) -> io::Result<ShutdownReport> {
         let drain = Drain::default();
         let shared = Shared {
-            endpoint,
+            middleware,
             settings,
             tls: self.tls,
             limit: Arc::new(Semaphore::new(settings.max_connections)),
@@ -282,7 +283,7 @@ async fn shut_down(
 
 /// What every accept loop of the process shares.
 struct Shared<H> {
-    endpoint: Endpoint<H>,
+    middleware: Middleware<H>,
     settings: Settings,
     tls: Option<TlsAcceptor>,
     /// The connection cap is for the process, not per worker.
@@ -294,7 +295,7 @@ struct Shared<H> {
 impl<H: Handler + Clone> Clone for Shared<H> {
     fn clone(&self) -> Self {
         Self {
-            endpoint: self.endpoint.clone(),
+            middleware: self.middleware.clone(),
             settings: self.settings,
             tls: self.tls.clone(),
             limit: self.limit.clone(),
@@ -312,9 +313,9 @@ impl<H: Handler + Clone> Shared<H> {
         tokio::spawn(watchdog.clone().run(self.drain.clone()));
         Ok(Worker {
             listener: TcpListener::from_std(listener)?,
-            // Each worker has its own endpoint (and so its own reference count to
+            // Each worker has its own middleware (and so its own reference count to
             // bump per request) and its own builders.
-            endpoint: Arc::new(self.endpoint.clone()),
+            middleware: Arc::new(self.middleware.clone()),
             builders: Arc::new(Builders::default()),
             watchdog,
             shared: self.clone(),
@@ -325,7 +326,7 @@ impl<H: Handler + Clone> Shared<H> {
 /// One accept loop and what its connections share.
 struct Worker<H> {
     listener: TcpListener,
-    endpoint: Arc<Endpoint<H>>,
+    middleware: Arc<Middleware<H>>,
     builders: Arc<Builders>,
     watchdog: Arc<Watchdog>,
     shared: Shared<H>,
@@ -385,7 +386,7 @@ impl<H: Handler + Clone> Worker<H> {
                 timeouts: self.shared.settings.timeouts,
                 max_body_bytes: self.shared.settings.max_body_bytes,
                 drain: self.shared.drain.clone(),
-                endpoint: self.endpoint.clone(),
+                middleware: self.middleware.clone(),
                 watchdog: self.watchdog.clone(),
             };
             let (tls, builders) = (self.shared.tls.clone(), self.builders.clone());
@@ -405,7 +406,7 @@ struct Started<H> {
     timeouts: Timeouts,
     max_body_bytes: usize,
     drain: Drain,
-    endpoint: Arc<Endpoint<H>>,
+    middleware: Arc<Middleware<H>>,
     watchdog: Arc<Watchdog>,
 }
 
@@ -444,7 +445,7 @@ impl<H: Handler> Started<H> {
             protocol,
             accepted: self.accepted,
             peer: Some(self.peer),
-            endpoint: self.endpoint,
+            middleware: self.middleware,
             watchdog: self.watchdog,
             unread: connection::unread::Budget {
                 bytes: self.max_body_bytes,

@@ -1,5 +1,5 @@
 //! Span export over OTLP (HTTP/protobuf): the pipeline behind
-//! [`crate::base::spans::Spans`].
+//! [`crate::telemetry::spans::Spans`].
 //!
 //! Spans arrive on a bounded queue (2,048; a full queue drops and counts) and a
 //! thread of its own batches them (512, or whatever arrived within a second) and
@@ -17,8 +17,8 @@ use opentelemetry_sdk::trace::{Sampler, SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::base::spans::{SpanStats, Spans};
 use crate::config::{Config, SamplerKind};
+use crate::telemetry::spans::{SpanStats, Spans};
 
 /// Spans waiting for export at most; more are dropped (and counted).
 pub const QUEUE: usize = 2048;

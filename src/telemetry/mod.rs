@@ -1,7 +1,10 @@
+//! Telemetry: [`metrics`] (Prometheus), [`spans`] and [`trace`] (OpenTelemetry
+//! trace context and export), and the logs.
+//!
 //! Logging: JSON lines on stdout by default (`timestamp`, `level`, `message` and the
 //! event's fields at the top level), or human-readable text with `LOG_FORMAT=text`.
 //!
-//! Inside a traced request's span (see [`crate::endpoint`]) each JSON line carries the
+//! Inside a traced request's span (see [`crate::middleware`]) each JSON line carries the
 //! span and its `trace_id`.
 //!
 //! Panics are logged through the same pipeline (as one JSON line, without the panic
@@ -12,6 +15,9 @@ use tracing_subscriber::EnvFilter;
 
 #[cfg(feature = "otlp")]
 pub mod export;
+pub mod metrics;
+pub mod spans;
+pub mod trace;
 
 use crate::config::{LogFormat, LogLevel};
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use greeting_service::base::types::{Handler, Response};
+use greeting_service::handler::{Handler, Response};
 use greeting_service::routes::{Limits, Routes};
 use http::Request;
 

@@ -1,5 +1,5 @@
 //! In-process builders shared by the integration tests and the benches (which
-//! include this file by path): the routes and endpoint the binary builds, and the
+//! include this file by path): the routes and middleware the binary builds, and the
 //! real server on a loopback port in a thread of this process.
 #![allow(dead_code)]
 
@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greeting_service::base::budget::BodyBuffers;
-use greeting_service::base::metrics::{Connections, Metrics};
-use greeting_service::base::shutdown::Readiness;
-use greeting_service::base::types::Handler;
+use greeting_service::budget::BodyBuffers;
 use greeting_service::config::Mode;
-use greeting_service::endpoint::Endpoint;
+use greeting_service::handler::Handler;
+use greeting_service::middleware::Middleware;
 use greeting_service::routes::{Limits, Routes};
 use greeting_service::server::connection::Timeouts;
+use greeting_service::server::drain::Readiness;
 use greeting_service::server::{self, Server, Settings, ShutdownReport};
+use greeting_service::telemetry::metrics::{Connections, Metrics};
 
 /// The routes with the documented limits, and what they report to.
 pub struct Parts {
@@ -39,10 +39,10 @@ pub fn parts(limits: Limits) -> Parts {
     }
 }
 
-/// The endpoint the server runs, in process, with the documented defaults.
-pub fn endpoint() -> Arc<Endpoint<Routes>> {
+/// The middleware the server runs, in process, with the documented defaults.
+pub fn middleware() -> Arc<Middleware<Routes>> {
     let p = parts(Limits::default());
-    Arc::new(Endpoint::new(p.routes, p.metrics, false))
+    Arc::new(Middleware::new(p.routes, p.metrics, false))
 }
 
 /// The documented default settings for the server.
@@ -81,11 +81,11 @@ impl InProcess {
         let (stop, requests) = tokio::sync::mpsc::unbounded_channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = server::runtime(Mode::PerCore, 1).unwrap();
-            let endpoint = Endpoint::new(handler, metrics, false);
+            let middleware = Middleware::new(handler, metrics, false);
             server
                 .run(
                     runtime,
-                    endpoint,
+                    middleware,
                     settings(),
                     readiness,
                     connections,

@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::base::metrics::Connections;
-use crate::base::shutdown::Drain;
+use crate::server::drain::Drain;
+use crate::telemetry::metrics::Connections;
 
 /// The connection deadlines.
 #[derive(Debug, Clone, Copy)]

@@ -32,8 +32,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::base::types::{Handler, Response};
-use crate::endpoint::Endpoint;
+use crate::handler::{Handler, Response};
+use crate::middleware::Middleware;
 use deadline::{alarm, Activity, InFlight, Watchdog};
 use io::Watched;
 
@@ -48,7 +48,7 @@ pub struct Accepted<H> {
     /// When the connection was accepted: the first head's deadline counts from it.
     pub accepted: Instant,
     pub peer: Option<std::net::SocketAddr>,
-    pub endpoint: Arc<Endpoint<H>>,
+    pub middleware: Arc<Middleware<H>>,
     pub watchdog: Arc<Watchdog>,
     /// How much of an HTTP/2 body the handler did not read is read afterwards.
     pub unread: unread::Budget,
@@ -114,7 +114,7 @@ impl<H: Handler> Accepted<H> {
     }
 
     /// The hyper service for this connection: marks requests in flight and hands
-    /// them to the endpoint.
+    /// them to the middleware.
     fn service(
         &self,
         activity: &Arc<Activity>,
@@ -127,10 +127,10 @@ impl<H: Handler> Accepted<H> {
            + Send
            + Unpin
            + 'static {
-        let (activity, endpoint, peer) = (activity.clone(), self.endpoint.clone(), self.peer);
+        let (activity, middleware, peer) = (activity.clone(), self.middleware.clone(), self.peer);
         service_fn(move |req: http::Request<Incoming>| {
             activity.request_started(req.version() == http::Version::HTTP_2);
-            endpoint.call(req, peer, InFlight(activity.clone()))
+            middleware.call(req, peer, InFlight(activity.clone()))
         })
     }
 }
@@ -152,7 +152,7 @@ impl<H: Handler> Accepted<H> {
            + Send
            + Unpin
            + 'static {
-        let (activity, endpoint, peer) = (activity.clone(), self.endpoint.clone(), self.peer);
+        let (activity, middleware, peer) = (activity.clone(), self.middleware.clone(), self.peer);
         let budget = self.unread;
         service_fn(move |req: http::Request<Incoming>| {
             if req.uri().path().is_empty() && req.method() != http::Method::CONNECT {
@@ -162,12 +162,12 @@ impl<H: Handler> Accepted<H> {
             let (parts, body) = req.into_parts();
             let (body, end) = unread::UnreadBody::new(body, budget);
             let req = http::Request::from_parts(parts, body);
-            Http2Call::Served(endpoint.call(req, peer, InFlight(activity.clone())), end)
+            Http2Call::Served(middleware.call(req, peer, InFlight(activity.clone())), end)
         })
     }
 }
 
-/// An HTTP/2 request's answer: the endpoint's, its end held until the request
+/// An HTTP/2 request's answer: the middleware's, its end held until the request
 /// body is over ([`unread::HeldEnd`]), or a stream error.
 enum Http2Call<F> {
     Refused,

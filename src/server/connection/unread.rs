@@ -31,7 +31,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use crate::base::types::Body as ResponseBody;
+use crate::handler::Body as ResponseBody;
 
 /// How much of an unread body is read after the answer, and for how long.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ pub type Body = Full<Bytes>;
 pub type Response = http::Response<Body>;
 
 /// Something that answers requests; the server adds the request id, the headers
-/// every response carries and panic recovery around it ([`crate::endpoint`]).
+/// every response carries and panic recovery around it ([`crate::middleware`]).
 ///
 /// Generic over the request body so that benches and tests can drive a handler in
 /// process with a `Full<Bytes>` body while the server feeds it hyper's `Incoming`.
@@ -39,4 +39,61 @@ pub fn response(status: StatusCode, content_type: &HeaderValue, body: Bytes) -> 
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type.clone());
     response
+}
+
+/// The route a request matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Greet,
+    Healthz,
+    Readyz,
+    Metrics,
+    Unmatched,
+}
+
+impl Route {
+    pub const ALL: [Route; 5] = [
+        Self::Greet,
+        Self::Healthz,
+        Self::Readyz,
+        Self::Metrics,
+        Self::Unmatched,
+    ];
+
+    pub fn of(path: &str) -> Self {
+        match path {
+            "/greet" => Self::Greet,
+            "/healthz" => Self::Healthz,
+            "/readyz" => Self::Readyz,
+            "/metrics" => Self::Metrics,
+            _ => Self::Unmatched,
+        }
+    }
+
+    /// The `route` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Greet => "/greet",
+            Self::Healthz => "/healthz",
+            Self::Readyz => "/readyz",
+            Self::Metrics => "/metrics",
+            Self::Unmatched => "unmatched",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_a_bounded_label_set() {
+        assert_eq!(Route::of("/greet"), Route::Greet);
+        assert_eq!(Route::of("/greet/"), Route::Unmatched);
+        assert_eq!(Route::of("/x/y/z").as_str(), "unmatched");
+        // Every named route's label is its path.
+        for route in Route::ALL.into_iter().filter(|r| *r != Route::Unmatched) {
+            assert_eq!(Route::of(route.as_str()), route);
+        }
+    }
 }

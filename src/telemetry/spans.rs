@@ -75,7 +75,7 @@ mod otlp {
     use tokio::sync::mpsc;
 
     use super::{Outcome, SpanStats};
-    use crate::base::trace::TraceParent;
+    use crate::telemetry::trace::TraceParent;
 
     /// The request path's handle on the export pipeline; cheap to clone.
     #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ mod otlp {
             });
             let trace_id = match &remote {
                 Some(context) => context.trace_id(),
-                None => TraceId::from_bytes(crate::base::random::trace_id()),
+                None => TraceId::from_bytes(crate::ids::random::trace_id()),
             };
             let parent_cx = remote
                 .as_ref()
@@ -266,7 +266,7 @@ pub enum Started {}
 impl Spans {
     pub fn start(
         &self,
-        _parent: Option<&crate::base::trace::TraceParent<'_>>,
+        _parent: Option<&crate::telemetry::trace::TraceParent<'_>>,
         _span_id: u64,
         _method: &http::Method,
     ) -> Option<Started> {

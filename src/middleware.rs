@@ -1,4 +1,4 @@
-//! [`Endpoint`]: what the server does around every request, whatever the handler:
+//! [`Middleware`]: what the server does around every request, whatever the handler:
 //! the request id, trace context, the headers every response carries, panic
 //! recovery, metrics and the access log.
 //!
@@ -6,14 +6,12 @@
 //! answered with a 500 problem; the connection and the process carry on. This
 //! needs `panic = "unwind"` (see `Cargo.toml`).
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -22,14 +20,13 @@ use http::header::{HeaderName, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
 use http_body::Body as HttpBody;
 
-use crate::base::arena::{self, Sink};
-use crate::base::metrics::{MethodLabel, Metrics};
-use crate::base::route::Route;
-use crate::base::spans::{self, Outcome, Spans};
-use crate::base::trace::TraceParent;
-use crate::base::types::{Handler, Response};
-use crate::base::{hex, random};
 use crate::domain::problem::Problem;
+use crate::handler::Route;
+use crate::handler::{Handler, Response};
+use crate::ids::{self, random};
+use crate::telemetry::metrics::{MethodLabel, Metrics};
+use crate::telemetry::spans::{self, Outcome, Spans};
+use crate::telemetry::trace::TraceParent;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -39,7 +36,7 @@ static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 /// A handler as the server exposes it: plus everything the server adds to and
 /// records about each request.
 #[derive(Debug, Clone)]
-pub struct Endpoint<H> {
+pub struct Middleware<H> {
     pub handler: H,
     pub metrics: Metrics,
     pub access_log: bool,
@@ -50,7 +47,7 @@ pub struct Endpoint<H> {
 /// Longest request path written to the access log.
 const MAX_LOGGED_PATH: usize = 256;
 
-impl<H: Handler> Endpoint<H> {
+impl<H: Handler> Middleware<H> {
     pub fn new(handler: H, metrics: Metrics, access_log: bool) -> Self {
         Self {
             handler,
@@ -85,8 +82,8 @@ impl<H: Handler> Endpoint<H> {
         let method = MethodLabel::of(req.method());
         let (given_id, traceparent) = scan(req.headers());
         let request_id = match given_id {
-            Some(id) if is_valid_request_id(id.as_bytes()) => id.clone(),
-            _ => fresh_request_id(),
+            Some(id) if ids::is_valid_request_id(id.as_bytes()) => id.clone(),
+            _ => ids::fresh_request_id(),
         };
         // Untraced requests pay nothing for tracing when export is off.
         let parent = traceparent.and_then(TraceParent::parse);
@@ -141,7 +138,7 @@ impl<H: Handler> Endpoint<H> {
         Exchange {
             handling,
             finish: Some(Finish {
-                endpoint: self.clone(),
+                middleware: self.clone(),
                 started,
                 route,
                 method,
@@ -164,9 +161,9 @@ pub struct Exchange<F, H, G> {
     finish: Option<Finish<H, G>>,
 }
 
-/// What the endpoint needs after the handler has answered.
+/// What the middleware needs after the handler has answered.
 struct Finish<H, G> {
-    endpoint: Arc<Endpoint<H>>,
+    middleware: Arc<Middleware<H>>,
     started: Instant,
     route: Route,
     method: MethodLabel,
@@ -261,12 +258,12 @@ impl<H, G> Finish<H, G> {
             headers.insert(TRACEPARENT.clone(), unique(t.child.clone()));
         }
         let took = self.started.elapsed();
-        let endpoint = &self.endpoint;
-        endpoint
+        let middleware = &self.middleware;
+        middleware
             .metrics
             .record(self.route, self.method, response.status(), took);
         if let (Some(spans), Some(exported)) = (
-            &endpoint.spans,
+            &middleware.spans,
             self.traced.as_mut().and_then(|t| t.exported.take()),
         ) {
             let outcome = Outcome {
@@ -351,64 +348,9 @@ fn scan(headers: &HeaderMap) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
     (id, trace)
 }
 
-fn is_valid_request_id(id: &[u8]) -> bool {
-    (1..=128).contains(&id.len()) && id.iter().all(|b| (0x21..=0x7e).contains(b))
-}
-
-/// 16 hex digits: a random per-process start, plus a block of 2^40 ids per thread,
-/// plus that thread's counter. Unique within the process (a thread would need a
-/// trillion requests to reach the next block; blocks do not meet before 2^24
-/// threads), unlikely to repeat across replicas, and no counter is shared between
-/// threads, so generating one writes no cache line another core also writes.
-pub fn fresh_request_id() -> HeaderValue {
-    static START: OnceLock<u64> = OnceLock::new();
-    static THREADS: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static NEXT: Cell<u64> = Cell::new(
-            START
-                .get_or_init(random::os_seed)
-                .wrapping_add(THREADS.fetch_add(1, Ordering::Relaxed) << 40),
-        );
-    }
-    let n = NEXT.with(|next| {
-        let n = next.get();
-        next.set(n.wrapping_add(1));
-        n
-    });
-    let digits = hex::u64_digits(n);
-    // Cut from the per-thread output buffer: no allocation per id.
-    let id = arena::write(digits.len(), |out| out.put(&digits));
-    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(is_valid_request_id(b"abc-123"));
-        assert!(is_valid_request_id(&[b'x'; 128]));
-        assert!(!is_valid_request_id(&[b'x'; 129]));
-        assert!(!is_valid_request_id(b""));
-        assert!(!is_valid_request_id(b"has space"));
-        assert!(!is_valid_request_id("é".as_bytes()));
-        let a = fresh_request_id();
-        let b = fresh_request_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 16);
-        // Threads draw from blocks of their own: no repeats across them either.
-        let ids: Vec<HeaderValue> = (0..4)
-            .map(|_| {
-                std::thread::spawn(|| (0..1000).map(|_| fresh_request_id()).collect::<Vec<_>>())
-            })
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        let mut unique = ids.clone();
-        unique.sort_by(|x, y| x.as_bytes().cmp(y.as_bytes()));
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len());
-    }
 
     #[test]
     fn truncates_on_char_boundaries() {

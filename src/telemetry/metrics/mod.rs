@@ -18,9 +18,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::base::budget::BodyBuffers;
-use crate::base::route::Route;
-use crate::base::spans::SpanStats;
+use crate::budget::BodyBuffers;
+use crate::handler::Route;
+use crate::telemetry::spans::SpanStats;
 
 mod connections;
 mod process;

@@ -4,8 +4,8 @@
 //! U+2028 and U+2029 as `\uXXXX`, so a body is safe to embed in HTML (the same set
 //! Go's `encoding/json` escapes). All other non-ASCII characters are written as UTF-8.
 
-use crate::base::arena::Sink;
-use crate::base::hex::DIGITS as HEX;
+use crate::arena::Sink;
+use crate::ids::hex::DIGITS as HEX;
 
 /// For each ASCII byte, the escape it needs: 0 for none, `u` for `\u00XX`, or the
 /// character after the backslash for the short forms.

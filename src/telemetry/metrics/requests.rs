@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::MethodLabel;
-use crate::base::route::Route;
+use crate::handler::Route;
 
 /// The `method` label values, by [`MethodLabel`] index.
 pub const METHODS: [&str; 8] = [

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::base::{hex, random};
+use crate::ids::{hex, random};
 
 /// A valid incoming `traceparent`, borrowed from the request header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
