@@ -11,7 +11,7 @@ use greeting_service::telemetry::metrics::{Connections, Metrics};
 use greeting_service::server::drain::{Drain, Readiness};
 use greeting_service::middleware::Middleware;
 use greeting_service::routes::{Limits, Routes};
-use greeting_service::server::connection::deadline::Watchdog;
+use greeting_service::server::connection::watchdog::Watchdog;
 use greeting_service::server::connection::{self, Accepted, Builders, Timeouts};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -35,7 +35,7 @@ use crate::handler::Handler;
 use crate::middleware::Middleware;
 use crate::server::drain::{Drain, Readiness, StopRequests};
 use crate::telemetry::metrics::Connections;
-use connection::deadline::Watchdog;
+use connection::watchdog::Watchdog;
 use connection::{Accepted, Builders, Protocol, Timeouts};
 
 /// Server-level settings (the handler has its own limits).

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::deadline::Activity;
+use super::activity::Activity;
 
 /// An I/O stream wrapped for the connection's deadlines and parking.
 pub struct Watched<T> {

@@ -1,22 +1,17 @@
 //! One client connection, from its first byte to its close: the protocol
-//! ([`protocol`]), the deadlines and parking ([`deadline`]), the byte stream
+//! ([`protocol`]), what it is doing ([`activity`]), its deadlines ([`watchdog`])
+//! and parking ([`parking`]), the byte stream
 //! hyper reads ([`io`]), around hyper's HTTP/1 or HTTP/2 connection.
 //!
-//! **Parking.** hyper keeps an 8 KiB read buffer, a write buffer and its
-//! connection state for every HTTP/1 connection, also while it sits idle. A plain
-//! HTTP/1 connection idle for [`deadline::PARK_AFTER`] gives all of that back:
-//! asked to close while idle, hyper ends the connection at the request boundary
-//! (the socket stays open: its shutdown is skipped), `into_parts()` hands back
-//! the socket and any bytes hyper had read but not used (the start of a
-//! pipelined request), and the task waits on the bare socket until it is
-//! readable, then serves it, those bytes first, with a fresh hyper connection.
-//! Busy connections never park (the grace period keeps them inside hyper).
-//! HTTP/2 and TLS connections keep their state (theirs cannot be handed back).
+//! Idle plain HTTP/1 connections park ([`parking`]): hyper's buffers go back
+//! until the socket is readable again.
 
-pub mod deadline;
+pub mod activity;
 pub mod io;
+pub mod parking;
 pub mod protocol;
 pub mod unread;
+pub mod watchdog;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -25,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
@@ -34,11 +29,13 @@ use tokio::net::TcpStream;
 
 use crate::handler::{Handler, Response};
 use crate::middleware::Middleware;
-use deadline::{alarm, Activity, InFlight, Watchdog};
+use activity::{alarm, Activity, InFlight};
 use io::Watched;
+use parking::{join, readable};
+use watchdog::Watchdog;
 
-pub use deadline::Timeouts;
 pub use protocol::{Builders, FirstBytes, Protocol};
+pub use watchdog::Timeouts;
 
 type Incoming = hyper::body::Incoming;
 
@@ -190,19 +187,6 @@ where
     }
 }
 
-fn join(a: Bytes, b: Bytes) -> Bytes {
-    match (a.is_empty(), b.is_empty()) {
-        (_, true) => a,
-        (true, false) => b,
-        (false, false) => {
-            let mut joined = BytesMut::with_capacity(a.len() + b.len());
-            joined.extend_from_slice(&a);
-            joined.extend_from_slice(&b);
-            joined.freeze()
-        }
-    }
-}
-
 /// How a hyper connection ended.
 enum Ended {
     Closed,
@@ -248,7 +232,7 @@ where
                 && !parking
                 && !closing
                 && activity.park_requested()
-                && activity.phase() == deadline::Phase::Idle
+                && activity.phase() == activity::Phase::Idle
             {
                 // Idle in hyper's view too (no request in flight): hyper closes
                 // at once, keeping unread bytes for `into_parts`.
@@ -256,23 +240,6 @@ where
                 conn.as_mut().graceful_shutdown();
             }
         }
-    })
-    .await
-}
-
-/// Waits, parked, until the socket has bytes (true) or the connection is to close:
-/// idle deadline or drain (false).
-async fn readable(stream: &TcpStream, activity: &Activity) -> bool {
-    let mut waiting = false;
-    poll_fn(|cx| {
-        if !waiting {
-            activity.set_waker(cx.waker());
-            waiting = true;
-        }
-        if activity.take_alarm() & !alarm::PARK != 0 {
-            return Poll::Ready(false);
-        }
-        stream.poll_read_ready(cx).map(|ready| ready.is_ok())
     })
     .await
 }
