@@ -17,12 +17,12 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The address to ask: the bound address, or loopback when bound to everything.
 pub fn target(config: &Config) -> SocketAddr {
-    let ip = match config.host {
+    let ip = match config.listen.host {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    SocketAddr::new(ip, config.port)
+    SocketAddr::new(ip, config.listen.port)
 }
 
 /// Runs the check; `Ok(())` means healthy.
@@ -30,7 +30,7 @@ pub fn run(config: &Config) -> Result<(), String> {
     let addr = target(config);
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    if config.tls_cert.is_some() {
+    if config.tls.tls_cert.is_some() {
         return Ok(());
     }
     stream

@@ -27,6 +27,7 @@
 //! 6. `app`, `healthcheck`: the composition root, and the binary's health probe.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod arena;
 pub mod budget;
 pub mod config;

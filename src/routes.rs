@@ -15,7 +15,7 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
 
 use crate::budget::{BodyBuffers, Held};
-use crate::config::defaults::{self, MAX_HEAD_BYTES};
+use crate::config::{Config, MAX_HEAD_BYTES};
 use crate::domain::greet;
 use crate::domain::problem::Problem;
 use crate::handler::Route;
@@ -39,13 +39,14 @@ pub struct Limits {
     pub body_timeout: Duration,
 }
 
-impl Default for Limits {
-    /// The documented defaults (`MAX_BODY_BYTES`, `MAX_NAME_CHARS`, `HEADER_TIMEOUT`).
-    fn default() -> Self {
+impl Limits {
+    /// The limits `config` sets: `MAX_BODY_BYTES`, `MAX_NAME_CHARS`, and
+    /// `HEADER_TIMEOUT` for the body too.
+    pub fn from_config(config: &Config) -> Self {
         Self {
-            max_body_bytes: defaults::MAX_BODY_BYTES,
-            max_name_chars: defaults::MAX_NAME_CHARS,
-            body_timeout: defaults::HEADER_TIMEOUT,
+            max_body_bytes: config.capacity.max_body_bytes.get(),
+            max_name_chars: config.capacity.max_name_chars.get(),
+            body_timeout: config.deadlines.header_timeout,
         }
     }
 }

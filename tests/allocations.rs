@@ -21,9 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use greeting_service::config::Mode;
-use greeting_service::middleware::Middleware;
-use greeting_service::routes::Limits;
-use greeting_service::server::{self, Server};
+use greeting_service::server;
 use http_body_util::Full;
 
 struct Counting;
@@ -164,25 +162,10 @@ fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
 /// connection, so each of its requests opens a new one (counted too: accept and
 /// connection set-up are part of what such a request costs).
 fn through_the_server(method: &str, path: &str, body: &str, status: u16, n: usize) -> f64 {
-    let p = common::parts(Limits::default());
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-    let addr = server.local_addr();
-    let (stop, requests) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let thread = std::thread::spawn(move || {
+    let server = common::InProcess::start(common::app(1), || {
         COUNTED_THREAD.with(|c| c.set(true));
-        let runtime = server::runtime(Mode::PerCore, 1).unwrap();
-        let middleware = Middleware::new(p.routes, p.metrics, false);
-        server
-            .run(
-                runtime,
-                middleware,
-                common::settings(),
-                p.readiness,
-                p.connections,
-                requests,
-            )
-            .unwrap()
     });
+    let addr = server.addr;
     let request = raw_request(method, path, body);
     let closes = status == 413;
     let mut conn = TcpStream::connect(addr).unwrap();
@@ -207,8 +190,7 @@ fn through_the_server(method: &str, path: &str, body: &str, status: u16, n: usiz
     COUNTING.store(false, Ordering::Relaxed);
     let total = ALLOCATIONS.load(Ordering::Relaxed);
     drop(conn);
-    let _ = stop.send(());
-    thread.join().unwrap();
+    server.stop();
     total as f64 / n as f64
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use greeting_service::config::Mode;
 use greeting_service::middleware::Middleware;
-use greeting_service::routes::{Limits, Routes};
+use greeting_service::routes::Routes;
 use greeting_service::server;
 use greeting_service::telemetry::spans::{SpanStats, Spans};
 use http_body_util::Full;
@@ -32,13 +32,11 @@ struct Traced {
 }
 
 fn traced(sampler: Sampler, capacity: usize) -> Traced {
-    let p = common::parts(Limits::default());
     let (tx, rx) = mpsc::channel(capacity);
     let stats = Arc::new(SpanStats::default());
     let spans = Spans::new(tx, sampler, stats.clone(), "http");
-    let middleware = Middleware::new(p.routes, p.metrics, false).with_spans(Some(spans));
     Traced {
-        middleware: Arc::new(middleware),
+        middleware: Arc::new(common::stack(Some(spans)).middleware),
         queue: rx,
         stats,
     }

@@ -25,6 +25,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Built once, as the server builds it: its room lives for the rest of the
 /// process, so one per input would leak one per input.
+fn limits() -> Limits {
+    static LIMITS: OnceLock<Limits> = OnceLock::new();
+    *LIMITS.get_or_init(|| Limits::from_config(&greeting_service::config::Config::defaults()))
+}
+
 fn buffers() -> BodyBuffers {
     static BUFFERS: OnceLock<BodyBuffers> = OnceLock::new();
     *BUFFERS.get_or_init(|| BodyBuffers::new(256 << 20))
@@ -35,7 +40,7 @@ fuzz_target!(|input: &[u8]| {
     rt.block_on(async {
         let metrics = Metrics::new(Arc::new(Connections::default()));
         let buffers = buffers();
-        let routes = Routes::new(Limits::default(), Readiness::default(), metrics.clone(), buffers);
+        let routes = Routes::new(limits(), Readiness::default(), metrics.clone(), buffers);
         let middleware = Arc::new(Middleware::new(routes, metrics, false));
         let builders = Builders::default();
         let (client, server) = tokio::io::duplex(64 * 1024);

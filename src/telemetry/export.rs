@@ -42,8 +42,8 @@ pub struct Export {
 
 /// The sampler `config` names.
 fn sampler(config: &Config) -> Sampler {
-    let ratio = config.otel_traces_sampler_arg;
-    match config.otel_traces_sampler {
+    let ratio = config.otel.otel_traces_sampler_arg;
+    match config.otel.otel_traces_sampler {
         SamplerKind::AlwaysOn => Sampler::AlwaysOn,
         SamplerKind::AlwaysOff => Sampler::AlwaysOff,
         SamplerKind::Traceidratio => Sampler::TraceIdRatioBased(ratio),
@@ -59,13 +59,14 @@ fn sampler(config: &Config) -> Sampler {
 /// configured attributes.
 fn resource(config: &Config) -> Resource {
     let extra = config
+        .otel
         .otel_resource_attributes
         .iter()
         .flat_map(|a| a.0.iter())
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
     Resource::builder_empty()
         .with_attributes(extra)
-        .with_service_name(config.otel_service_name.clone())
+        .with_service_name(config.otel.otel_service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -100,8 +101,8 @@ pub fn start(config: &Config, scheme: &'static str) -> Result<Option<Export>, St
         .map_err(|e| format!("cannot start the OTLP export thread: {e}"))?;
     tracing::info!(
         endpoint = url,
-        sampler = ?config.otel_traces_sampler,
-        ratio = config.otel_traces_sampler_arg,
+        sampler = ?config.otel.otel_traces_sampler,
+        ratio = config.otel.otel_traces_sampler_arg,
         "exporting spans over OTLP"
     );
     Ok(Some(Export {

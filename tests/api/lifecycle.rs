@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use greeting_service::handler::{Handler, Response};
-use greeting_service::routes::{Limits, Routes};
+use greeting_service::routes::Routes;
 use http::Request;
 
-use crate::common::{parts, InProcess};
+use crate::common::{app, InProcess};
 
 use crate::helpers::{Conn, RawResponse, TestServer};
 
@@ -203,9 +203,9 @@ impl Handler for Panicky {
 
 #[tokio::test]
 async fn a_panicking_handler_gets_500_and_the_next_request_is_served() {
-    let p = parts(Limits::default());
-    let metrics = p.metrics.clone();
-    let server = InProcess::start(Panicky(p.routes), p.metrics, p.connections, p.readiness, 1);
+    let app = app(1).map_handler(Panicky);
+    let metrics = app.metrics().clone();
+    let server = InProcess::start(app, || {});
     for mut c in [Conn::h1(server.addr).await, Conn::h2(server.addr).await] {
         for path in ["/panic", "/nope"] {
             let r = c.get(path).await;

@@ -1,66 +1,56 @@
-//! In-process builders shared by the integration tests and the benches (which
-//! include this file by path): the routes and middleware the binary builds, and the
-//! real server on a loopback port in a thread of this process.
+//! The service as the integration tests and the benches (which include this file
+//! by path) start it: through the library's composition root (`app`), the same
+//! wiring the binary uses, with the documented defaults and a loopback port.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use greeting_service::budget::BodyBuffers;
-use greeting_service::config::Mode;
+use greeting_service::app::{App, Stack};
+use greeting_service::config::Config;
 use greeting_service::handler::Handler;
 use greeting_service::middleware::Middleware;
-use greeting_service::routes::{Limits, Routes};
-use greeting_service::server::connection::Timeouts;
-use greeting_service::server::drain::Readiness;
-use greeting_service::server::{self, Server, Settings, ShutdownReport};
-use greeting_service::telemetry::metrics::{Connections, Metrics};
+use greeting_service::server::ShutdownReport;
+use greeting_service::telemetry::spans::Spans;
 
-/// The routes with the documented limits, and what they report to.
-pub struct Parts {
-    pub routes: Routes,
-    pub metrics: Metrics,
-    pub readiness: Readiness,
-    pub connections: Arc<Connections>,
+/// The documented defaults, on `127.0.0.1:0`, with `workers` per-core workers, a
+/// 1 GiB memory budget whatever the test machine's cgroup says, and a short drain
+/// (the tests that stop a server wait for it); `extra` flags on top.
+pub fn config(workers: usize, extra: &[&str]) -> Config {
+    let workers = workers.to_string();
+    let base = [
+        "greeting-service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--workers",
+        &workers,
+        "--memory-budget",
+        "1GiB",
+        "--shutdown-timeout",
+        "1s",
+    ];
+    Config::parse_without_environment(base.iter().chain(extra)).expect("test configuration")
 }
 
-pub fn parts(limits: Limits) -> Parts {
-    let readiness = Readiness::default();
-    let connections = Arc::new(Connections::default());
-    let metrics = Metrics::new(connections.clone());
-    let buffers = BodyBuffers::new(256 << 20);
-    let routes = Routes::new(limits, readiness.clone(), metrics.clone(), buffers);
-    Parts {
-        routes,
-        metrics,
-        readiness,
-        connections,
-    }
+/// The request path alone, as the binary wires it (no sockets, no threads).
+pub fn stack(spans: Option<Spans>) -> Stack {
+    let config = config(1, &[]);
+    Stack::build(&config, &config.memory_plan(), spans)
 }
 
 /// The middleware the server runs, in process, with the documented defaults.
-pub fn middleware() -> Arc<Middleware<Routes>> {
-    let p = parts(Limits::default());
-    Arc::new(Middleware::new(p.routes, p.metrics, false))
+pub fn middleware() -> Arc<Middleware<greeting_service::routes::Routes>> {
+    Arc::new(stack(None).middleware)
 }
 
-/// The documented default settings for the server.
-pub fn settings() -> Settings {
-    Settings {
-        mode: Mode::PerCore,
-        max_connections: 10_000,
-        max_body_bytes: 16 * 1024,
-        timeouts: Timeouts {
-            header: Duration::from_secs(5),
-            idle: Duration::from_secs(60),
-        },
-        shutdown_delay: Duration::ZERO,
-        shutdown_timeout: Duration::from_secs(1),
-    }
+/// The app with the documented defaults, bound to a loopback port.
+pub fn app(workers: usize) -> App {
+    App::build(&config(workers, &[])).expect("the service starts")
 }
 
-/// The real server on `127.0.0.1:0`, in threads of this process.
+/// The real server on `127.0.0.1:0`, serving in a thread of this process.
 pub struct InProcess {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::mpsc::UnboundedSender<()>>,
@@ -68,30 +58,16 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// Starts `handler` behind the real server with `workers` per-core workers.
+    /// Runs `app` in a new thread; `on_thread` runs there first.
     pub fn start<H: Handler + Clone>(
-        handler: H,
-        metrics: Metrics,
-        connections: Arc<Connections>,
-        readiness: Readiness,
-        workers: usize,
+        app: App<H>,
+        on_thread: impl FnOnce() + Send + 'static,
     ) -> Self {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), workers).unwrap();
-        let addr = server.local_addr();
+        let addr = app.addr();
         let (stop, requests) = tokio::sync::mpsc::unbounded_channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = server::runtime(Mode::PerCore, 1).unwrap();
-            let middleware = Middleware::new(handler, metrics, false);
-            server
-                .run(
-                    runtime,
-                    middleware,
-                    settings(),
-                    readiness,
-                    connections,
-                    requests,
-                )
-                .unwrap()
+            on_thread();
+            app.run(requests).expect("the server runs")
         });
         Self {
             addr,
@@ -100,10 +76,9 @@ impl InProcess {
         }
     }
 
-    /// The routes with default limits behind the real server.
+    /// The service with default settings behind the real server.
     pub fn routes(workers: usize) -> Self {
-        let p = parts(Limits::default());
-        Self::start(p.routes, p.metrics, p.connections, p.readiness, workers)
+        Self::start(app(workers), || {})
     }
 
     /// Shuts the server down and returns its drain report.

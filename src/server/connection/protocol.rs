@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::defaults::MAX_HEAD_BYTES;
+use crate::config::MAX_HEAD_BYTES;
 
 /// HTTP/2 receive windows (connection and each stream): what a client may send
 /// before the service reads it. The spec's 64 KiB rather than hyper's 1 MiB, so a
