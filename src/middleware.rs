@@ -16,15 +16,17 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderName, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use http::header::{
+    HeaderName, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER as RETRY_AFTER_NAME,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
 use http_body::Body as HttpBody;
 
 use crate::domain::problem::Problem;
-use crate::handler::Route;
-use crate::handler::{Handler, Response};
+use crate::handler::{Answer, Body, Extra, Handler, Kind, Response, Route};
 use crate::ids::{self, random};
-use crate::telemetry::metrics::{MethodLabel, Metrics};
+use crate::telemetry::metrics::{self, MethodLabel, Metrics};
 use crate::telemetry::spans::{self, Outcome, Spans};
 use crate::telemetry::trace::TraceParent;
 
@@ -72,7 +74,7 @@ impl<H: Handler> Middleware<H> {
         req: Request<B>,
         peer: Option<SocketAddr>,
         guard: G,
-    ) -> Exchange<impl Future<Output = Response> + Send + Unpin + 'static + use<H, B, G>, H, G>
+    ) -> Exchange<impl Future<Output = Answer> + Send + Unpin + 'static + use<H, B, G>, H, G>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
@@ -133,7 +135,7 @@ impl<H: Handler> Middleware<H> {
         let handling = {
             let _entered = traced.as_ref().map(|t| t.span.enter());
             // Routing runs here, so a panic in it is caught like one in the future.
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(req))).ok()
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(route, req))).ok()
         };
         Exchange {
             handling,
@@ -219,7 +221,7 @@ struct Logged {
 
 impl<F, H, G> Future for Exchange<F, H, G>
 where
-    F: Future<Output = Response> + Unpin,
+    F: Future<Output = Answer> + Unpin,
     G: Unpin,
 {
     type Output = Result<Response, Infallible>;
@@ -240,34 +242,34 @@ where
         };
         this.handling = None;
         // The panic hook has logged a panic; the client learns nothing about internals.
-        let response = outcome.unwrap_or_else(|| Problem::internal().into_response());
+        let answer = outcome.unwrap_or_else(|| Problem::internal().into_answer());
         Poll::Ready(Ok(match this.finish.take() {
-            Some(finish) => finish.finish(response),
-            None => response,
+            Some(finish) => finish.finish(answer),
+            // Polled again after it answered: nothing to answer with.
+            None => respond(
+                Problem::internal().into_answer(),
+                ids::fresh_request_id(),
+                None,
+            ),
         }))
     }
 }
 
 impl<H, G> Finish<H, G> {
-    /// Adds the common headers, records the metrics and the access log line.
-    fn finish(mut self, mut response: Response) -> Response {
-        let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, NO_STORE.clone());
-        headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-        if let Some(t) = &self.traced {
-            headers.insert(TRACEPARENT.clone(), unique(t.child.clone()));
-        }
+    /// Records the metrics, the span and the access log line, and writes the
+    /// response.
+    fn finish(mut self, answer: Answer) -> Response {
         let took = self.started.elapsed();
         let middleware = &self.middleware;
         middleware
             .metrics
-            .record(self.route, self.method, response.status(), took);
+            .record(self.route, self.method, answer.status, took);
         if let (Some(spans), Some(exported)) = (
             &middleware.spans,
             self.traced.as_mut().and_then(|t| t.exported.take()),
         ) {
             let outcome = Outcome {
-                status: response.status().as_u16(),
+                status: answer.status.as_u16(),
                 route: (self.route != Route::Unmatched).then(|| self.route.as_str()),
                 version: exported.version,
                 peer: exported.peer,
@@ -280,9 +282,9 @@ impl<H, G> Finish<H, G> {
                 target: "access",
                 method = %logged.method,
                 path = logged.path,
-                status = response.status().as_u16(),
+                status = answer.status.as_u16(),
                 duration_us = took.as_micros() as u64,
-                bytes = response.body().size_hint().exact().unwrap_or(0),
+                bytes = answer.body.len(),
                 request_id = self.request_id.to_str().unwrap_or(""),
                 peer = logged.peer.map(|p| p.to_string()),
                 version = ?logged.version,
@@ -291,12 +293,51 @@ impl<H, G> Finish<H, G> {
                 "request"
             );
         }
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), unique(self.request_id));
         drop(self.guard);
-        response
+        respond(answer, self.request_id, self.traced.map(|t| t.child))
     }
+}
+
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+static METRICS_TEXT: HeaderValue = HeaderValue::from_static(metrics::CONTENT_TYPE);
+static ALLOW_POST: HeaderValue = HeaderValue::from_static("POST");
+static ALLOW_GET: HeaderValue = HeaderValue::from_static("GET, HEAD");
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
+static RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
+
+/// The HTTP response for `answer`: the one place where response headers are
+/// written. Every response carries `Content-Type`, `Cache-Control: no-store`,
+/// `X-Content-Type-Options: nosniff` and `X-Request-Id`, and `traceparent` when
+/// the request is traced; hyper adds `Content-Length` and `Date`.
+fn respond(answer: Answer, request_id: HeaderValue, traceparent: Option<HeaderValue>) -> Response {
+    let content_type = match answer.kind {
+        Kind::Json => &APPLICATION_JSON,
+        Kind::Problem => &PROBLEM_JSON,
+        Kind::Metrics => &METRICS_TEXT,
+    };
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(CONTENT_TYPE, content_type.clone());
+    headers.insert(CACHE_CONTROL, NO_STORE.clone());
+    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    headers.insert(X_REQUEST_ID.clone(), unique(request_id));
+    if let Some(traceparent) = traceparent {
+        headers.insert(TRACEPARENT.clone(), unique(traceparent));
+    }
+    match answer.extra {
+        Extra::None => {}
+        Extra::AllowPost => drop(headers.insert(ALLOW, ALLOW_POST.clone())),
+        Extra::AllowGet => drop(headers.insert(ALLOW, ALLOW_GET.clone())),
+        Extra::Close => drop(headers.insert(CONNECTION, CLOSE.clone())),
+        Extra::RetryLater => {
+            headers.insert(RETRY_AFTER_NAME, RETRY_AFTER.clone());
+            headers.insert(CONNECTION, CLOSE.clone());
+        }
+    }
+    let mut response = Response::new(Body::new(answer.body));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Marks a header value that is different on every response (request id, our

@@ -18,17 +18,9 @@ use crate::budget::{BodyBuffers, Held};
 use crate::config::{Config, MAX_HEAD_BYTES};
 use crate::domain::greet;
 use crate::domain::problem::Problem;
-use crate::handler::Route;
-use crate::handler::{self, Handler, Response};
+use crate::handler::{Answer, Extra, Handler, Kind, Route};
 use crate::server::drain::Readiness;
-use crate::telemetry::metrics::{self, Metrics};
-
-static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-static METRICS_TYPE: HeaderValue = HeaderValue::from_static(metrics::CONTENT_TYPE);
-static ALLOW_POST: HeaderValue = HeaderValue::from_static("POST");
-static ALLOW_GET: HeaderValue = HeaderValue::from_static("GET, HEAD");
-static CLOSE: HeaderValue = HeaderValue::from_static("close");
-static RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
+use crate::telemetry::metrics::Metrics;
 
 /// Limits applied to `POST /greet`.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +55,7 @@ pub struct Routes {
 /// What routing decided before any body byte was read.
 enum Routed<B> {
     /// The answer is known from the head alone.
-    Answered(Response),
+    Answered(Answer),
     /// A `POST /greet` that passed the header checks: its body is to be read.
     Greet(B),
 }
@@ -87,27 +79,25 @@ impl Routes {
 
     /// Answers everything that needs no body; hands back the body of a `POST
     /// /greet` that passed the header checks.
-    fn route<B>(&self, req: Request<B>) -> Routed<B>
+    fn route<B>(&self, route: Route, req: Request<B>) -> Routed<B>
     where
         B: HttpBody<Data = Bytes>,
     {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
-        Routed::Answered(match (Route::of(req.uri().path()), get) {
+        Routed::Answered(match (route, get) {
             (Route::Greet, _) if req.method() == Method::POST => {
                 if !content_type_is_json(req.headers().get(header::CONTENT_TYPE)) {
-                    return Routed::Answered(Problem::unsupported_media_type().into_response());
+                    return Routed::Answered(Problem::unsupported_media_type().into_answer());
                 }
                 let body = req.into_body();
                 let limit = self.limits.max_body_bytes;
                 // A declared length over the limit is refused before a byte is read.
                 if body.size_hint().lower() > limit as u64 {
-                    return Routed::Answered(problem_closing_unread_body(
-                        Problem::payload_too_large(limit),
-                    ));
+                    return Routed::Answered(refused(Problem::payload_too_large(limit)));
                 }
                 return Routed::Greet(body);
             }
-            (Route::Greet, _) => with_allow(Problem::post_only(), &ALLOW_POST),
+            (Route::Greet, _) => Problem::post_only().into_answer().with(Extra::AllowPost),
             (Route::Healthz, true) => json(StatusCode::OK, br#"{"status":"ok"}"#),
             (Route::Readyz, true) if self.readiness.is_ready() => {
                 json(StatusCode::OK, br#"{"status":"ready"}"#)
@@ -116,15 +106,15 @@ impl Routes {
                 StatusCode::SERVICE_UNAVAILABLE,
                 br#"{"status":"shutting down"}"#,
             ),
-            (Route::Metrics, true) => handler::response(
+            (Route::Metrics, true) => Answer::new(
                 StatusCode::OK,
-                &METRICS_TYPE,
+                Kind::Metrics,
                 Bytes::from(self.metrics.render()),
             ),
             (Route::Healthz | Route::Readyz | Route::Metrics, false) => {
-                with_allow(Problem::get_only(), &ALLOW_GET)
+                Problem::get_only().into_answer().with(Extra::AllowGet)
             }
-            (Route::Unmatched, _) => Problem::not_found().into_response(),
+            (Route::Unmatched, _) => Problem::not_found().into_answer(),
         })
     }
 }
@@ -132,14 +122,15 @@ impl Routes {
 impl Handler for Routes {
     fn handle<B>(
         &self,
+        route: Route,
         req: Request<B>,
-    ) -> impl Future<Output = Response> + Send + Unpin + 'static + use<B>
+    ) -> impl Future<Output = Answer> + Send + Unpin + 'static + use<B>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        match self.route(req) {
-            Routed::Answered(response) => Handling::Answered(Some(response)),
+        match self.route(route, req) {
+            Routed::Answered(answer) => Handling::Answered(Some(answer)),
             Routed::Greet(body) => Handling::Greet(Greeting {
                 body,
                 collected: Collected::One(Bytes::new()),
@@ -155,7 +146,7 @@ impl Handler for Routes {
 /// the greeting once its body has been read. Written by hand rather than `async`
 /// so it is `Unpin` and only as large as its state.
 pub enum Handling<B> {
-    Answered(Option<Response>),
+    Answered(Option<Answer>),
     Greet(Greeting<B>),
 }
 
@@ -164,14 +155,14 @@ where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    type Output = Response;
+    type Output = Answer;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
         match self.get_mut() {
-            Self::Answered(response) => Poll::Ready(
-                response
+            Self::Answered(answer) => Poll::Ready(
+                answer
                     .take()
-                    .unwrap_or_else(|| Problem::internal().into_response()),
+                    .unwrap_or_else(|| Problem::internal().into_answer()),
             ),
             Self::Greet(greeting) => Pin::new(greeting).poll(cx),
         }
@@ -230,9 +221,9 @@ where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    type Output = Response;
+    type Output = Answer;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
         let this = self.get_mut();
         let read = match this.poll_read(cx) {
             Poll::Ready(read) => read,
@@ -241,7 +232,7 @@ where
                     // Room for a whole head and body while it arrives, or 503.
                     let room = MAX_HEAD_BYTES + this.limits.max_body_bytes;
                     let Some(held) = this.buffers.try_hold(room) else {
-                        return Poll::Ready(busy());
+                        return Poll::Ready(refused(Problem::busy()));
                     };
                     this.waiting = Some(Waiting {
                         deadline: Box::pin(tokio::time::sleep(this.limits.body_timeout)),
@@ -259,43 +250,23 @@ where
         };
         let answered = read.and_then(|()| {
             let rendered = greet::greet(this.collected.as_slice(), this.limits.max_name_chars)?;
-            Ok(handler::response(
-                StatusCode::OK,
-                &APPLICATION_JSON,
-                rendered,
-            ))
+            Ok(Answer::new(StatusCode::OK, Kind::Json, rendered))
         });
-        Poll::Ready(answered.unwrap_or_else(problem_closing_unread_body))
+        Poll::Ready(answered.unwrap_or_else(refused))
     }
 }
 
-/// 503 with `Retry-After` for a body that cannot be given room (see
-/// `config::memory`); the connection is closed, as the body is not read.
-fn busy() -> Response {
-    let mut response = problem_closing_unread_body(Problem::busy());
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, RETRY_AFTER.clone());
-    response
-}
-
-/// An error response; when the body was refused before it was read in full, the
-/// connection is closed instead of reading (and discarding) the rest. hyper drops
-/// this header on HTTP/2, where the stream is reset instead.
-fn problem_closing_unread_body(problem: Problem) -> Response {
-    let unread_body = matches!(
-        problem.status(),
-        StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::REQUEST_TIMEOUT
-            | StatusCode::SERVICE_UNAVAILABLE
-    );
-    let mut response = problem.into_response();
-    if unread_body {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, CLOSE.clone());
-    }
-    response
+/// An error answer; when the body was refused before it was read in full (too
+/// large, too slow, no room for it), the connection is closed instead of reading
+/// (and discarding) the rest; at the memory budget the client is told to retry
+/// (see `config::memory`).
+fn refused(problem: Problem) -> Answer {
+    let extra = match problem.status() {
+        StatusCode::SERVICE_UNAVAILABLE => Extra::RetryLater,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT => Extra::Close,
+        _ => Extra::None,
+    };
+    problem.into_answer().with(extra)
 }
 
 /// `application/json` (any parameters) or `application/*+json`, case-insensitive;
@@ -321,14 +292,8 @@ pub fn content_type_is_json(value: Option<&HeaderValue>) -> bool {
         || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }
 
-fn json(status: StatusCode, body: &'static [u8]) -> Response {
-    handler::response(status, &APPLICATION_JSON, Bytes::from_static(body))
-}
-
-fn with_allow(problem: Problem, allow: &HeaderValue) -> Response {
-    let mut response = problem.into_response();
-    response.headers_mut().insert(header::ALLOW, allow.clone());
-    response
+fn json(status: StatusCode, body: &'static [u8]) -> Answer {
+    Answer::new(status, Kind::Json, Bytes::from_static(body))
 }
 
 /// A body read in full: usually one chunk, kept as is; several are joined.

@@ -9,14 +9,12 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 
 use crate::arena::{self, Sink};
 use crate::domain::greet::GreetError;
-use crate::handler::{self, Response};
+use crate::handler::{Answer, Kind};
 use crate::json::{self, JsonError};
-
-pub static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
 /// An error response waiting to be rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +112,9 @@ impl Problem {
         })
     }
 
-    /// The full response; the server adds the headers every response carries.
-    pub fn into_response(self) -> Response {
-        handler::response(self.status, &PROBLEM_JSON, self.body())
+    /// The answer: the middleware adds the headers every response carries.
+    pub fn into_answer(self) -> Answer {
+        Answer::new(self.status, Kind::Problem, self.body())
     }
 
     pub const fn not_found() -> Self {

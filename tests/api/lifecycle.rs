@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use greeting_service::handler::{Handler, Response};
+use greeting_service::handler::{Answer, Handler, Route};
 use greeting_service::routes::Routes;
 use http::Request;
 
@@ -180,8 +180,9 @@ struct Panicky(Routes);
 impl Handler for Panicky {
     fn handle<B>(
         &self,
+        route: Route,
         req: Request<B>,
-    ) -> impl std::future::Future<Output = Response> + Send + Unpin + 'static + use<B>
+    ) -> impl std::future::Future<Output = Answer> + Send + Unpin + 'static + use<B>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
@@ -190,13 +191,13 @@ impl Handler for Panicky {
         if req.uri().path() == "/panic" {
             panic!("boom at /secret/path.rs");
         }
-        let inner = self.0.handle(req);
+        let inner = self.0.handle(route, req);
         Box::pin(async move {
-            let response = inner.await;
-            if response.status() == 404 {
+            let answer = inner.await;
+            if answer.status == 404 {
                 panic!("boom later at /secret/other.rs");
             }
-            response
+            answer
         })
     }
 }
