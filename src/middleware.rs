@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -307,20 +307,21 @@ static CLOSE: HeaderValue = HeaderValue::from_static("close");
 static RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
 
 /// The HTTP response for `answer`: the one place where response headers are
-/// written. Every response carries `Content-Type`, `Cache-Control: no-store`,
-/// `X-Content-Type-Options: nosniff` and `X-Request-Id`, and `traceparent` when
-/// the request is traced; hyper adds `Content-Length` and `Date`.
+/// written. Every response carries `X-Request-Id`, `Content-Type`,
+/// `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`, and
+/// `traceparent` when the request is traced; hyper adds `Content-Length` and
+/// `Date`.
+///
+/// The headers every response carries come from a template per body kind, cloned
+/// (two allocations and four bucket copies, no hashing) rather than inserted one
+/// by one (each insert hashes the name and probes the table); the request id,
+/// the template's first entry, is then set in place. Measured with callgrind:
+/// see the README's request path section.
 fn respond(answer: Answer, request_id: HeaderValue, traceparent: Option<HeaderValue>) -> Response {
-    let content_type = match answer.kind {
-        Kind::Json => &APPLICATION_JSON,
-        Kind::Problem => &PROBLEM_JSON,
-        Kind::Metrics => &METRICS_TEXT,
-    };
-    let mut headers = HeaderMap::with_capacity(6);
-    headers.insert(CONTENT_TYPE, content_type.clone());
-    headers.insert(CACHE_CONTROL, NO_STORE.clone());
-    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-    headers.insert(X_REQUEST_ID.clone(), unique(request_id));
+    let mut headers = Templates::get().for_kind(answer.kind).clone();
+    if let Some(slot) = headers.values_mut().next() {
+        *slot = unique(request_id);
+    }
     if let Some(traceparent) = traceparent {
         headers.insert(TRACEPARENT.clone(), unique(traceparent));
     }
@@ -338,6 +339,43 @@ fn respond(answer: Answer, request_id: HeaderValue, traceparent: Option<HeaderVa
     *response.status_mut() = answer.status;
     *response.headers_mut() = headers;
     response
+}
+
+/// The headers every response carries, one map per body kind, built once.
+struct Templates {
+    json: HeaderMap,
+    problem: HeaderMap,
+    metrics: HeaderMap,
+}
+
+impl Templates {
+    fn get() -> &'static Self {
+        static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+        TEMPLATES.get_or_init(|| Self {
+            json: Self::build(&APPLICATION_JSON),
+            problem: Self::build(&PROBLEM_JSON),
+            metrics: Self::build(&METRICS_TEXT),
+        })
+    }
+
+    /// The request id first (a placeholder, replaced per response), with room
+    /// for the headers a response may add.
+    fn build(content_type: &HeaderValue) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("-"));
+        headers.insert(CONTENT_TYPE, content_type.clone());
+        headers.insert(CACHE_CONTROL, NO_STORE.clone());
+        headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+        headers
+    }
+
+    fn for_kind(&self, kind: Kind) -> &HeaderMap {
+        match kind {
+            Kind::Json => &self.json,
+            Kind::Problem => &self.problem,
+            Kind::Metrics => &self.metrics,
+        }
+    }
 }
 
 /// Marks a header value that is different on every response (request id, our
@@ -392,6 +430,36 @@ fn scan(headers: &HeaderMap) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_response_gets_the_common_headers_and_its_own_request_id() {
+        for kind in [Kind::Json, Kind::Problem, Kind::Metrics] {
+            let id = HeaderValue::from_static("abc");
+            let answer = Answer::new(http::StatusCode::OK, kind, Bytes::new());
+            let response = respond(answer, id, None);
+            let h = response.headers();
+            assert_eq!(h.len(), 4, "{h:?}");
+            assert_eq!(h[&X_REQUEST_ID], "abc");
+            assert!(h[&X_REQUEST_ID].is_sensitive());
+            assert_eq!(h[CACHE_CONTROL], "no-store");
+            assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert!(h.contains_key(CONTENT_TYPE));
+        }
+        let answer = Answer::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Problem,
+            Bytes::new(),
+        )
+        .with(Extra::RetryLater);
+        let tp =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let response = respond(answer, HeaderValue::from_static("x"), Some(tp));
+        let h = response.headers();
+        assert_eq!(h[&X_REQUEST_ID], "x");
+        assert_eq!(h[CONNECTION], "close");
+        assert_eq!(h[RETRY_AFTER_NAME], "1");
+        assert!(h[&TRACEPARENT].is_sensitive());
+    }
 
     #[test]
     fn truncates_on_char_boundaries() {
