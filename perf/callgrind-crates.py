@@ -52,7 +52,7 @@ def crate_of(symbol):
         # This service's own code, by module.
         parts = re.split(r"::", s)
         clean = [re.split(r"<|>| ", p)[0] for p in parts[1:]]
-        depth = 2 if clean[0] in ("base", "server", "domain") and len(clean) > 2 else 1
+        depth = 2 if clean[0] in ("server", "domain", "telemetry", "json", "ids") and len(clean) > 2 else 1
         return "::".join([head] + clean[:depth]) if len(clean) > 1 else head
     if head in ("core", "alloc", "std"):
         return "core/alloc/std"
@@ -73,7 +73,7 @@ def crate_of_file(file):
     if re.search(r"/library/(core|alloc|std)/", file):
         return "core/alloc/std"
     if file.startswith(OURS):
-        m = re.match(r"((?:base|server|domain)/\w+|\w+)(?:\.rs|/)", file[len(OURS):])
+        m = re.match(r"((?:server|domain|telemetry|json|ids)/\w+|\w+)(?:\.rs|/)", file[len(OURS):])
         return "greeting_service::" + (m.group(1).replace("/", "::") if m else "?")
     if "/src/" in file and "/registry/" not in file and "/rustc/" not in file:
         return "(another server's own code)"

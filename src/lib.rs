@@ -8,8 +8,9 @@
 //! request id, trace context, the headers every response carries, panic recovery,
 //! metrics, access log) → [`routes`] answers the matched route and reads the body →
 //! [`domain`] parses, validates and renders the greeting or the RFC 9457 problem.
-//! [`app`] wires them together from a [`config::Config`]; the binary, the tests
-//! and the benches all start the service through it.
+//! [`app`] wires them together from a [`config::Config`]; the binary, the integration
+//! tests and the benches start the service through it (the fuzz target drives one
+//! connection and builds its routes and middleware by hand).
 //!
 //! # Layers
 //!

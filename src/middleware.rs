@@ -316,7 +316,7 @@ static RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
 /// (two allocations and four bucket copies, no hashing) rather than inserted one
 /// by one (each insert hashes the name and probes the table); the request id,
 /// the template's first entry, is then set in place. Measured with callgrind:
-/// see the README's request path section.
+/// see the README's Performance section (instructions per request).
 fn respond(answer: Answer, request_id: HeaderValue, traceparent: Option<HeaderValue>) -> Response {
     let plain = traceparent.is_none() && answer.extra == Extra::None;
     // A clone's entries have no spare room, so an answer with more headers builds

@@ -1,8 +1,9 @@
-//! Routing on method and path, and the handlers behind each route: the greeting,
-//! the probes and the metrics exposition.
+//! The answer behind each route: the greeting, the probes and the metrics
+//! exposition.
 //!
-//! [`Routes`] is the service's [`Handler`]. Routing, header checks and every answer
-//! that needs no body happen when the request arrives; the returned future
+//! [`Routes`] is the service's [`Handler`]; the middleware has already matched the
+//! path to a [`Route`]. The method and header checks and every answer that needs no
+//! body happen when the request arrives; the returned future
 //! ([`Handling`]) only holds the body while it is read.
 
 use std::future::Future;

@@ -33,8 +33,8 @@ fn layers() -> BTreeMap<String, usize> {
     out
 }
 
-/// Every `.rs` file under `src/` with its module path (`base/json/parse.rs` is
-/// `["base", "json", "parse"]`; `mod.rs` names its folder).
+/// Every `.rs` file under `src/` with its module path (`json/parse.rs` is
+/// `["json", "parse"]`; `mod.rs` names its folder).
 fn files() -> Vec<(Vec<String>, String)> {
     fn walk(dir: &Path, prefix: &[String], out: &mut Vec<(Vec<String>, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -1,7 +1,7 @@
 //! The listeners, the accept loops, the connection cap and the shutdown sequence.
 //!
 //! [`Server::bind`] binds (port 0 allowed) and exposes the real address;
-//! [`Server::run`] serves until the `shutdown` future completes, then shuts down in
+//! [`Server::run`] serves until the first request from `stop` (signals, or a channel in tests), then shuts down in
 //! the documented order:
 //!
 //! 1. `/readyz` turns 503 at once;

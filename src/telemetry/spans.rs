@@ -6,7 +6,7 @@
 //! its id), and only a sampled request builds a span: its ids, start time and the
 //! HTTP attributes, handed at the end to a bounded queue with `try_send`. A full
 //! queue drops the span and counts it; nothing on the request path waits for the
-//! exporter. With export off (no endpoint) the endpoint holds no [`Spans`] and a
+//! exporter. With export off (no endpoint) the middleware holds no [`Spans`] and a
 //! request does nothing for it.
 //!
 //! Built without the `otlp` feature, [`Spans`] has no values, so the code that
