@@ -80,18 +80,12 @@ impl Stack {
     }
 }
 
-impl<H> Stack<H> {
+impl<H: Handler> Stack<H> {
     /// The same stack with the handler replaced by `wrap(handler)` (tests put a
     /// faulty handler around the routes this way).
     pub fn map_handler<H2: Handler>(self, wrap: impl FnOnce(H) -> H2) -> Stack<H2> {
-        let Middleware {
-            handler,
-            metrics,
-            access_log,
-            spans,
-        } = self.middleware;
         Stack {
-            middleware: Middleware::new(wrap(handler), metrics, access_log).with_spans(spans),
+            middleware: self.middleware.map_handler(wrap),
             metrics: self.metrics,
             readiness: self.readiness,
             connections: self.connections,

@@ -59,6 +59,16 @@ impl<H: Handler> Middleware<H> {
         }
     }
 
+    /// The same middleware around `wrap(handler)`.
+    pub fn map_handler<H2: Handler>(self, wrap: impl FnOnce(H) -> H2) -> Middleware<H2> {
+        Middleware {
+            handler: wrap(self.handler),
+            metrics: self.metrics,
+            access_log: self.access_log,
+            spans: self.spans,
+        }
+    }
+
     /// Exports a span for every sampled request through `spans`.
     pub fn with_spans(mut self, spans: Option<Spans>) -> Self {
         self.spans = spans;
@@ -245,12 +255,8 @@ where
         let answer = outcome.unwrap_or_else(|| Problem::internal().into_answer());
         Poll::Ready(Ok(match this.finish.take() {
             Some(finish) => finish.finish(answer),
-            // Polled again after it answered: nothing to answer with.
-            None => respond(
-                Problem::internal().into_answer(),
-                ids::fresh_request_id(),
-                None,
-            ),
+            // Polled again after it answered: the answer without the bookkeeping.
+            None => respond(answer, ids::fresh_request_id(), None),
         }))
     }
 }
