@@ -27,10 +27,10 @@ fn bench(c: &mut Criterion) {
     for (label, body) in &bodies {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("simd-json", label), body, |b, body| {
-            b.iter(|| json::with_name_simd(body.as_bytes(), name_len))
+            b.iter(|| name_len(json::name_of_simd(body.as_bytes())))
         });
         group.bench_with_input(BenchmarkId::new("serde_json", label), body, |b, body| {
-            b.iter(|| json::with_name_serde(body.as_bytes(), name_len))
+            b.iter(|| name_len(json::name_of_serde(body.as_bytes())))
         });
         if json::simple_name(body.as_bytes()).is_some() {
             group.bench_with_input(BenchmarkId::new("simple scan", label), body, |b, body| {
@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
             });
         }
         group.bench_with_input(BenchmarkId::new("chosen", label), body, |b, body| {
-            b.iter(|| json::with_name(body.as_bytes(), name_len))
+            b.iter(|| name_len(json::name_of(body.as_bytes())))
         });
     }
     group.finish();

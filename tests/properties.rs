@@ -21,28 +21,25 @@ fn reference(body: &[u8]) -> Result<Option<Result<String, &'static str>>, ()> {
     }))
 }
 
-type Parser = fn(
-    &[u8],
-    fn(Result<NameField<'_>, JsonError>) -> Result<Option<Result<String, &'static str>>, ()>,
-) -> Result<Option<Result<String, &'static str>>, ()>;
+type Parser = fn(&[u8]) -> Result<NameField<'_>, JsonError>;
 
 /// Every parsing path, each on every body whatever its size, and the dispatcher
 /// that picks one (with the scan for the simple shape in front).
 const PATHS: [(&str, Parser); 3] = [
-    ("simd-json", |b, f| json::with_name_simd(b, f)),
-    ("serde_json", |b, f| json::with_name_serde(b, f)),
-    ("with_name", |b, f| json::with_name(b, f)),
+    ("simd-json", |b| json::name_of_simd(b)),
+    ("serde_json", json::name_of_serde),
+    ("name_of", json::name_of),
 ];
 
 fn ours(path: Parser, body: &[u8]) -> Result<Option<Result<String, &'static str>>, ()> {
-    path(body, |r| match r {
-        Ok(NameField::Str(s)) => Ok(Some(Ok(s.to_owned()))),
+    match path(body) {
+        Ok(NameField::Str(s)) => Ok(Some(Ok(s.into_owned()))),
         Ok(NameField::Missing) => Ok(Some(Err("missing"))),
         Ok(NameField::Null) => Ok(Some(Err("null"))),
         Ok(NameField::NotString) => Ok(Some(Err("not a string"))),
         Err(JsonError::NotObject) => Ok(None),
         Err(_) => Err(()),
-    })
+    }
 }
 
 fn json_value() -> impl Strategy<Value = Value> {

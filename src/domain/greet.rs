@@ -84,21 +84,15 @@ pub fn render_str(name: &str) -> Bytes {
     render(Name(name))
 }
 
-/// Validates the `name` a parser extracted.
-pub fn name_from_field(field: NameField<'_>, max_chars: usize) -> Result<Name<'_>, GreetError> {
-    match field {
-        NameField::Str(s) => Name::parse(s, max_chars),
-        NameField::Missing => Err(GreetError::NameMissing),
-        NameField::Null => Err(GreetError::NameNull),
-        NameField::NotString => Err(GreetError::NameNotString),
-    }
-}
-
 /// The whole body-to-body step: parse, validate, render.
 pub fn greet(body: &[u8], max_chars: usize) -> Result<Bytes, GreetError> {
-    json::with_name(body, |field| {
-        Ok(render(name_from_field(field?, max_chars)?))
-    })
+    let raw = match json::name_of(body)? {
+        NameField::Str(raw) => raw,
+        NameField::Missing => return Err(GreetError::NameMissing),
+        NameField::Null => return Err(GreetError::NameNull),
+        NameField::NotString => return Err(GreetError::NameNotString),
+    };
+    Ok(render(Name::parse(&raw, max_chars)?))
 }
 
 #[cfg(test)]

@@ -5,4 +5,4 @@ pub mod escape;
 pub mod parse;
 
 pub use escape::{max_escaped_len, write_escaped};
-pub use parse::{with_name, JsonError, NameField};
+pub use parse::{name_of, JsonError, NameField};

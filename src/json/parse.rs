@@ -4,18 +4,22 @@
 //! Bodies are parsed with simd-json's tape API into per-thread scratch space
 //! (`Buffers`, the tape, and a padded copy of the body) that is reused for every
 //! request, so a parse allocates nothing once a worker has warmed up. simd-json
-//! unescapes strings in place, so the `name` we extract borrows from that buffer.
-//! Small bodies without escapes go through serde_json instead (see [`with_name`]).
+//! unescapes strings in place into that buffer, so the `name` it finds is copied
+//! out (the one allocation of that path). Small bodies without escapes go through
+//! serde_json instead, and the shape nearly every client sends through one scan
+//! (see [`name_of`]); both borrow the name from the body.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
-/// What a request body says about `name`, borrowed from the parse buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a request body says about `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameField<'a> {
-    /// The body is an object whose (last) `name` member is a string.
-    Str(&'a str),
+    /// The body is an object whose (last) `name` member is a string: borrowed from
+    /// the body unless it had to be unescaped.
+    Str(Cow<'a, str>),
     /// The body is an object without a `name` member.
     Missing,
     /// `name` is `null`.
@@ -64,11 +68,7 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
-/// Parses `body`, finds its `name` member and hands the result to `f`.
-///
-/// The borrowed name lives only as long as the callback, because it points into
-/// this thread's scratch buffer, which the next request reuses. Render the response
-/// inside `f`.
+/// Parses `body` and finds its `name` member.
 ///
 /// Duplicate `name` members: the last one wins, as in `JSON.parse`, Go's
 /// `encoding/json` and `serde_json::Value`.
@@ -87,13 +87,13 @@ thread_local! {
 ///
 /// All paths accept and reject the same documents (the property tests check each
 /// against serde_json's own `Value`).
-pub fn with_name<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+pub fn name_of(body: &[u8]) -> Result<NameField<'_>, JsonError> {
     if let Some(name) = simple_name(body) {
-        f(Ok(NameField::Str(name)))
+        Ok(NameField::Str(Cow::Borrowed(name)))
     } else if body.len() <= SMALL_BODY && !body.contains(&b'\\') {
-        with_name_serde(body, f)
+        name_of_serde(body)
     } else {
-        with_name_simd(body, f)
+        name_of_simd(body)
     }
 }
 
@@ -143,26 +143,24 @@ pub fn simple_name(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(&b[start..end]).ok()
 }
 
-/// Bodies up to this size are parsed with serde_json (see [`with_name`]). Small
+/// Bodies up to this size are parsed with serde_json (see [`name_of`]). Small
 /// enough that no body at or under it can nest deeper than serde_json's recursion
 /// limit (128), so both parsers refuse exactly the same documents.
 pub const SMALL_BODY: usize = 128;
 
-/// The simd-json path of [`with_name`], for any size.
-pub fn with_name_simd<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+/// The simd-json path of [`name_of`], for any size. The name is unescaped into
+/// this thread's scratch buffer, which the next parse reuses, so it is returned
+/// owned.
+pub fn name_of_simd(body: &[u8]) -> Result<NameField<'static>, JsonError> {
     // A re-entrant call (which the server never makes) gets fresh scratch space
     // instead of a `BorrowMutError` panic.
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => parse_into(&mut scratch, body, f),
-        Err(_) => parse_into(&mut Scratch::new(), body, f),
+        Ok(mut scratch) => parse_into(&mut scratch, body),
+        Err(_) => parse_into(&mut Scratch::new(), body),
     })
 }
 
-fn parse_into<R>(
-    scratch: &mut Scratch,
-    body: &[u8],
-    f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R,
-) -> R {
+fn parse_into(scratch: &mut Scratch, body: &[u8]) -> Result<NameField<'static>, JsonError> {
     let Scratch {
         buffers,
         tape,
@@ -178,9 +176,8 @@ fn parse_into<R>(
         Ok(()) => find_name(&local.0),
         Err(e) => Err(classify_error(body, e.index())),
     };
-    let out = f(result);
     *tape = Some(local.reset());
-    out
+    result
 }
 
 /// Turns simd-json's error into one a client can act on.
@@ -203,26 +200,27 @@ fn classify_error(body: &[u8], index: usize) -> JsonError {
     }
 }
 
-/// Walks the top-level object on the tape without allocating.
-fn find_name<'a>(tape: &[Node<'a>]) -> Result<NameField<'a>, JsonError> {
+/// Walks the top-level object on the tape; only the name found is copied.
+fn find_name(tape: &[Node<'_>]) -> Result<NameField<'static>, JsonError> {
     let Some(Node::Object { len, .. }) = tape.first() else {
         return Err(JsonError::NotObject);
     };
-    let mut found = NameField::Missing;
+    let mut found = None;
     let mut i = 1;
     for _ in 0..*len {
         let key = tape.get(i);
         let value = tape.get(i + 1);
         i += 1 + node_width(value);
         if let (Some(Node::String("name")), Some(value)) = (key, value) {
-            found = match value {
-                Node::String(s) => NameField::Str(s),
-                Node::Static(StaticNode::Null) => NameField::Null,
-                _ => NameField::NotString,
-            };
+            found = Some(value);
         }
     }
-    Ok(found)
+    Ok(match found {
+        None => NameField::Missing,
+        Some(Node::String(s)) => NameField::Str(Cow::Owned((*s).to_owned())),
+        Some(Node::Static(StaticNode::Null)) => NameField::Null,
+        Some(_) => NameField::NotString,
+    })
 }
 
 /// How many tape nodes a value occupies, so unknown members are skipped in O(1).
@@ -234,19 +232,14 @@ fn node_width(node: Option<&Node<'_>>) -> usize {
     }
 }
 
-/// The serde_json path of [`with_name`], for any size. `name` is borrowed from
+/// The serde_json path of [`name_of`], for any size. `name` is borrowed from
 /// `body` unless it contains escapes, in which case serde_json unescapes it into
 /// a `String` (only then does a parse allocate).
-pub fn with_name_serde<R>(body: &[u8], f: impl FnOnce(Result<NameField<'_>, JsonError>) -> R) -> R {
+pub fn name_of_serde(body: &[u8]) -> Result<NameField<'_>, JsonError> {
     match serde_json::from_slice::<TopLevel<'_>>(body) {
-        Ok(TopLevel::NotObject) => f(Err(JsonError::NotObject)),
-        Ok(TopLevel::Object(field)) => match &field {
-            SerdeName::Str(s) => f(Ok(NameField::Str(s))),
-            SerdeName::Missing => f(Ok(NameField::Missing)),
-            SerdeName::Null => f(Ok(NameField::Null)),
-            SerdeName::NotString => f(Ok(NameField::NotString)),
-        },
-        Err(e) => f(Err(classify_serde_error(body, &e))),
+        Ok(TopLevel::NotObject) => Err(JsonError::NotObject),
+        Ok(TopLevel::Object(field)) => Ok(field),
+        Err(e) => Err(classify_serde_error(body, &e)),
     }
 }
 
@@ -269,16 +262,8 @@ fn classify_serde_error(body: &[u8], e: &serde_json::Error) -> JsonError {
 
 /// What serde_json found at the top level.
 enum TopLevel<'a> {
-    Object(SerdeName<'a>),
+    Object(NameField<'a>),
     NotObject,
-}
-
-/// The `name` member, borrowed when it has no escapes.
-enum SerdeName<'a> {
-    Str(std::borrow::Cow<'a, str>),
-    Missing,
-    Null,
-    NotString,
 }
 
 mod serde_impl {
@@ -293,7 +278,7 @@ mod serde_impl {
 
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-    use super::{SerdeName, TopLevel};
+    use super::{NameField, TopLevel};
 
     /// Visitor methods that answer every listed scalar with the same value.
     macro_rules! scalars_give {
@@ -337,10 +322,10 @@ mod serde_impl {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut name = SerdeName::Missing;
+            let mut name = NameField::Missing;
             while let Some(IsName(is_name)) = map.next_key::<IsName>()? {
                 if is_name {
-                    name = map.next_value::<SerdeName<'de>>()?;
+                    name = map.next_value::<NameField<'de>>()?;
                 } else {
                     map.next_value::<Skip>()?;
                 }
@@ -422,7 +407,7 @@ mod serde_impl {
         }
     }
 
-    impl<'de> Deserialize<'de> for SerdeName<'de> {
+    impl<'de> Deserialize<'de> for NameField<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             d.deserialize_any(NameVisitor)
         }
@@ -431,14 +416,14 @@ mod serde_impl {
     struct NameVisitor;
 
     impl<'de> Visitor<'de> for NameVisitor {
-        type Value = SerdeName<'de>;
+        type Value = NameField<'de>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a JSON value")
         }
 
         scalars_give!(
-            SerdeName::NotString;
+            NameField::NotString;
             visit_bool(bool),
             visit_i64(i64),
             visit_u64(u64),
@@ -446,23 +431,23 @@ mod serde_impl {
         );
 
         fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-            Ok(SerdeName::Str(Cow::Borrowed(s)))
+            Ok(NameField::Str(Cow::Borrowed(s)))
         }
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-            Ok(SerdeName::Str(Cow::Owned(s.to_owned())))
+            Ok(NameField::Str(Cow::Owned(s.to_owned())))
         }
 
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(SerdeName::Null)
+            Ok(NameField::Null)
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            drain_seq(seq).map(|()| SerdeName::NotString)
+            drain_seq(seq).map(|()| NameField::NotString)
         }
 
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            drain_map(map).map(|()| SerdeName::NotString)
+            drain_map(map).map(|()| NameField::NotString)
         }
     }
 }
@@ -476,8 +461,8 @@ mod tests {
         body: &[u8],
         f: impl Fn(Result<NameField<'_>, JsonError>) -> R,
     ) -> R {
-        let simd = with_name_simd(body, &f);
-        let serde = with_name_serde(body, &f);
+        let simd = f(name_of_simd(body));
+        let serde = f(name_of_serde(body));
         let syntax = |r: &R| format!("{r:?}").contains("Syntax");
         if !(syntax(&simd) && syntax(&serde)) {
             assert_eq!(
@@ -490,10 +475,10 @@ mod tests {
         simd
     }
 
-    fn name_of(body: &str) -> Result<Option<String>, JsonError> {
+    fn name_str(body: &str) -> Result<Option<String>, JsonError> {
         both(body.as_bytes(), |r| {
             r.map(|f| match f {
-                NameField::Str(s) => Some(s.to_owned()),
+                NameField::Str(s) => Some(s.into_owned()),
                 _ => None,
             })
         })
@@ -502,13 +487,13 @@ mod tests {
     #[test]
     fn extracts_name_and_skips_nested_unknown_fields() {
         let body = r#"{"a":{"name":"inner","b":[1,{"name":2}]},"name":"John","c":[[],{}]}"#;
-        assert_eq!(name_of(body), Ok(Some("John".into())));
+        assert_eq!(name_str(body), Ok(Some("John".into())));
     }
 
     #[test]
-    fn unescapes_in_place() {
+    fn unescapes() {
         assert_eq!(
-            name_of(r#"{"name":"a\"b\\c\u00e9\ud83d\ude00"}"#),
+            name_str(r#"{"name":"a\"b\\c\u00e9\ud83d\ude00"}"#),
             Ok(Some("a\"b\\cé😀".into()))
         );
     }
@@ -516,10 +501,10 @@ mod tests {
     #[test]
     fn numbers_beyond_64_bits_are_accepted_as_serde_json_does() {
         let body = r#"{"big":11477770431750055370162176,"neg":-1e300,"tiny":1e-400,"name":"N"}"#;
-        assert_eq!(name_of(body), Ok(Some("N".into())));
+        assert_eq!(name_str(body), Ok(Some("N".into())));
         // Beyond f64: refused, as serde_json does (RFC 8259 allows the limit).
         assert!(matches!(
-            name_of(r#"{"x":1e400,"name":"N"}"#),
+            name_str(r#"{"x":1e400,"name":"N"}"#),
             Err(JsonError::Syntax(_))
         ));
         assert!(serde_json::from_str::<serde_json::Value>(r#"{"x":1e400}"#).is_err());
@@ -527,12 +512,12 @@ mod tests {
         // accepted by both paths whatever the body's size (serde_json parses
         // floats exactly with its float_roundtrip feature).
         let edge = r#"{"name":"x","n":1.7976931348623158e308}"#;
-        assert_eq!(name_of(edge), Ok(Some("x".into())));
+        assert_eq!(name_str(edge), Ok(Some("x".into())));
         let padded = format!(
             r#"{{"name":"x","n":1.7976931348623158e308,"pad":"{}"}}"#,
             "p".repeat(200)
         );
-        assert_eq!(name_of(&padded), Ok(Some("x".into())));
+        assert_eq!(name_str(&padded), Ok(Some("x".into())));
     }
 
     #[test]
@@ -570,9 +555,9 @@ mod tests {
     #[test]
     fn errors_point_at_the_byte_that_is_wrong() {
         // A lone surrogate is not a Unicode scalar value: refused, at its escape.
-        assert_eq!(name_of(r#"{"name":"\ud800"}"#), Err(JsonError::Syntax(15)));
+        assert_eq!(name_str(r#"{"name":"\ud800"}"#), Err(JsonError::Syntax(15)));
         let long = format!(r#"{{"pad":"{}","name":"\ud800"}}"#, "p".repeat(200));
-        assert!(matches!(name_of(&long), Err(JsonError::Syntax(n)) if n > 200));
+        assert!(matches!(name_str(&long), Err(JsonError::Syntax(n)) if n > 200));
         // serde_json counts lines and columns: the offset adds up the lines before
         // it, so it lands on the wrong byte on any line.
         for (body, wrong) in [
@@ -582,7 +567,7 @@ mod tests {
         ] {
             let at = body.rfind(wrong).unwrap();
             assert_eq!(
-                with_name_serde(body.as_bytes(), |r| r.map(|_| ())),
+                name_of_serde(body.as_bytes()).map(|_| ()),
                 Err(JsonError::Syntax(at)),
                 "{body:?}"
             );
@@ -591,7 +576,7 @@ mod tests {
 
     #[test]
     fn last_duplicate_wins() {
-        assert_eq!(name_of(r#"{"name":"a","name":"b"}"#), Ok(Some("b".into())));
+        assert_eq!(name_str(r#"{"name":"a","name":"b"}"#), Ok(Some("b".into())));
     }
 
     #[test]
@@ -605,16 +590,16 @@ mod tests {
 
     #[test]
     fn reports_errors() {
-        assert_eq!(name_of("[]"), Err(JsonError::NotObject));
-        assert_eq!(name_of(r#""John""#), Err(JsonError::NotObject));
-        assert_eq!(name_of(""), Err(JsonError::Empty));
-        assert_eq!(name_of("   "), Err(JsonError::Empty));
+        assert_eq!(name_str("[]"), Err(JsonError::NotObject));
+        assert_eq!(name_str(r#""John""#), Err(JsonError::NotObject));
+        assert_eq!(name_str(""), Err(JsonError::Empty));
+        assert_eq!(name_str("   "), Err(JsonError::Empty));
         assert!(matches!(
-            name_of(r#"{"name":"x""#),
+            name_str(r#"{"name":"x""#),
             Err(JsonError::Syntax(_))
         ));
         assert!(matches!(
-            name_of(r#"{"name":"x"} x"#),
+            name_str(r#"{"name":"x"} x"#),
             Err(JsonError::Syntax(_))
         ));
         assert_eq!(
@@ -626,7 +611,7 @@ mod tests {
     #[test]
     fn scratch_is_reused_across_sizes() {
         let big = format!(r#"{{"pad":"{}","name":"Big"}}"#, "x".repeat(20_000));
-        assert_eq!(name_of(&big), Ok(Some("Big".into())));
-        assert_eq!(name_of(r#"{"name":"Small"}"#), Ok(Some("Small".into())));
+        assert_eq!(name_str(&big), Ok(Some("Big".into())));
+        assert_eq!(name_str(r#"{"name":"Small"}"#), Ok(Some("Small".into())));
     }
 }
