@@ -1,13 +1,12 @@
 //! One client connection, from its first byte to its close: the protocol
-//! ([`protocol`]), what it is doing ([`activity`]), its deadlines ([`watchdog`])
-//! and parking ([`parking`]), the byte stream
-//! hyper reads ([`io`]), around hyper's HTTP/1 or HTTP/2 connection.
+//! ([`protocol`]), what it is doing and the byte stream hyper reads
+//! ([`activity`]), its deadlines ([`watchdog`]) and parking ([`parking`]),
+//! around hyper's HTTP/1 or HTTP/2 connection.
 //!
 //! Idle plain HTTP/1 connections park ([`parking`]): hyper's buffers go back
 //! until the socket is readable again.
 
 pub mod activity;
-pub mod io;
 pub mod parking;
 pub mod protocol;
 pub mod unread;
@@ -29,8 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::handler::{Handler, Response};
 use crate::middleware::Middleware;
-use activity::{alarm, Activity, InFlight};
-use io::Watched;
+use activity::{alarm, Activity, InFlight, Watched};
 use parking::{join, readable};
 use watchdog::Watchdog;
 

@@ -8,9 +8,8 @@
 //! `prometheus-client`'s encoder, so the output format is the library's, not ours.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -27,39 +26,11 @@ mod process;
 pub mod requests;
 
 pub use connections::{Connections, Slot};
-pub use requests::BUCKETS;
+pub use requests::{MethodLabel, BUCKETS};
 use requests::{Shards, METHODS, STATUSES};
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// A request method as the bounded `method` label: the standard methods, or
-/// `OTHER`. One byte, so a request can carry it until it is recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodLabel(u8);
-
-impl MethodLabel {
-    pub fn of(m: &Method) -> Self {
-        Self(match *m {
-            Method::GET => 0,
-            Method::HEAD => 1,
-            Method::POST => 2,
-            Method::PUT => 3,
-            Method::DELETE => 4,
-            Method::PATCH => 5,
-            Method::OPTIONS => 6,
-            _ => 7,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        METHODS[self.0 as usize]
-    }
-
-    fn index(self) -> usize {
-        self.0 as usize
-    }
-}
 
 /// All of the service's metrics; cheap to clone.
 #[derive(Debug, Clone)]
@@ -97,12 +68,6 @@ impl Metrics {
     /// Exports the body-buffer limit and what is held (the first set given wins).
     pub fn watch_body_buffers(&self, buffers: &BodyBuffers) {
         let _ = self.body_buffers.set(*buffers);
-    }
-
-    /// Records one request into this thread's shard (see [`requests`]): no lock,
-    /// no allocation, no shared cache line written.
-    pub fn record(&self, route: Route, method: MethodLabel, status: StatusCode, took: Duration) {
-        self.requests.record(route, method, status, took);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -241,6 +206,8 @@ pub(crate) fn single(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
+    use std::time::Duration;
 
     #[test]
     fn renders_recorded_requests_and_histograms() {

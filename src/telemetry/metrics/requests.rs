@@ -13,10 +13,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 
-use super::MethodLabel;
+use super::Metrics;
 use crate::handler::Route;
+
+/// A request method as the bounded `method` label: the standard methods, or
+/// `OTHER`. One byte, so a request can carry it until it is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodLabel(u8);
+
+impl MethodLabel {
+    pub fn of(m: &Method) -> Self {
+        Self(match *m {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::DELETE => 4,
+            Method::PATCH => 5,
+            Method::OPTIONS => 6,
+            _ => 7,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        METHODS[self.0 as usize]
+    }
+
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl Metrics {
+    /// Records one request into this thread's [`Shard`]: no lock,
+    /// no allocation, no shared cache line written.
+    pub fn record(&self, route: Route, method: MethodLabel, status: StatusCode, took: Duration) {
+        self.requests.record(route, method, status, took);
+    }
+}
 
 /// The `method` label values, by [`MethodLabel`] index.
 pub const METHODS: [&str; 8] = [
