@@ -281,6 +281,55 @@ mod tests {
         }
     }
 
+    /// The per-core design's claim, checked without a clock: two threads recording
+    /// at once each write a shard of their own (no count lands in the other's),
+    /// and no two shards share a cache line (128 bytes: a pair of lines, which
+    /// adjacent-line prefetchers fetch together). `benches/contention.rs` measures
+    /// what the claim is worth in time.
+    #[test]
+    fn each_thread_records_into_its_own_shard_on_its_own_lines() {
+        assert_eq!(std::mem::align_of::<Shard>(), 128);
+        assert_eq!(std::mem::size_of::<Shard>() % 128, 0);
+        let shards = Arc::new(Shards::new());
+        let post = MethodLabel::of(&http::Method::POST);
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = [(StatusCode::OK, 1000), (StatusCode::NOT_FOUND, 700)]
+            .into_iter()
+            .map(|(status, n)| {
+                let (shards, barrier) = (shards.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..n {
+                        shards.record(Route::Greet, post, status, Duration::from_micros(3));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = shards.all.lock().unwrap();
+        assert_eq!(all.len(), 2, "one shard per recording thread");
+        let cell = |shard: &Shard, status| {
+            shard.counts[Route::Greet as usize][post.index()][status_index(status)].get()
+        };
+        let mut seen: Vec<(u64, u64)> = all
+            .iter()
+            .map(|s| (cell(s, StatusCode::OK), cell(s, StatusCode::NOT_FOUND)))
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [(0, 700), (1000, 0)]);
+        let lines = |s: &Arc<Shard>| {
+            let start = Arc::as_ptr(s) as usize;
+            (
+                start / 128,
+                (start + std::mem::size_of::<Shard>() - 1) / 128,
+            )
+        };
+        let (a, b) = (lines(&all[0]), lines(&all[1]));
+        assert!(a.1 < b.0 || b.1 < a.0, "shards share a line: {a:?} {b:?}");
+    }
+
     #[test]
     fn histogram_buckets_count_each_observation_once() {
         let shards = Shards::new();
