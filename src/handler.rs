@@ -26,14 +26,11 @@ pub type Response = http::Response<Body>;
 /// keep it in a plain struct beside its own per-request state: hyper stores that
 /// struct once per request, and a small one is cheap to move there.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers the request with head `head` and body `body`, whose path matched
-    /// `route`. The head is lent, not given: the middleware keeps its header map
-    /// for the response (see [`crate::middleware`]).
+    /// Answers `req`, whose path matched `route`.
     fn handle<B>(
         &self,
         route: Route,
-        head: &http::request::Parts,
-        body: B,
+        req: http::Request<B>,
     ) -> impl Future<Output = Answer> + Send + Unpin + 'static + use<Self, B>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,

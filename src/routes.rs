@@ -12,8 +12,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body::Body as HttpBody;
 
 use crate::budget::{BodyBuffers, Held};
@@ -81,16 +80,17 @@ impl Routes {
 
     /// Answers everything that needs no body; hands back the body of a `POST
     /// /greet` that passed the header checks.
-    fn route<B>(&self, route: Route, head: &Parts, body: B) -> Routed<B>
+    fn route<B>(&self, route: Route, req: Request<B>) -> Routed<B>
     where
         B: HttpBody<Data = Bytes>,
     {
-        let get = matches!(head.method, Method::GET | Method::HEAD);
+        let get = matches!(*req.method(), Method::GET | Method::HEAD);
         Routed::Answered(match (route, get) {
-            (Route::Greet, _) if head.method == Method::POST => {
-                if !content_type_is_json(head.headers.get(header::CONTENT_TYPE)) {
+            (Route::Greet, _) if req.method() == Method::POST => {
+                if !content_type_is_json(req.headers().get(header::CONTENT_TYPE)) {
                     return Routed::Answered(Problem::unsupported_media_type().into_answer());
                 }
+                let body = req.into_body();
                 let limit = self.limits.max_body_bytes;
                 // A declared length over the limit is refused before a byte is read.
                 if body.size_hint().lower() > limit as u64 {
@@ -124,14 +124,13 @@ impl Handler for Routes {
     fn handle<B>(
         &self,
         route: Route,
-        head: &Parts,
-        body: B,
+        req: Request<B>,
     ) -> impl Future<Output = Answer> + Send + Unpin + 'static + use<B>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        match self.route(route, head, body) {
+        match self.route(route, req) {
             Routed::Answered(answer) => Handling::Answered(Some(answer)),
             Routed::Greet(body) => Handling::Greet(Greeting {
                 body,

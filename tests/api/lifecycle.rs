@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use greeting_service::handler::{Answer, Handler, Route};
 use greeting_service::routes::Routes;
+use http::Request;
 
 use crate::common::{app, InProcess};
 
@@ -180,18 +181,17 @@ impl Handler for Panicky {
     fn handle<B>(
         &self,
         route: Route,
-        head: &http::request::Parts,
-        body: B,
+        req: Request<B>,
     ) -> impl std::future::Future<Output = Answer> + Send + Unpin + 'static + use<B>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         // One panic while routing, one while the future is polled.
-        if head.uri.path() == "/panic" {
+        if req.uri().path() == "/panic" {
             panic!("boom at /secret/path.rs");
         }
-        let inner = self.0.handle(route, head, body);
+        let inner = self.0.handle(route, req);
         Box::pin(async move {
             let answer = inner.await;
             if answer.status == 404 {
