@@ -15,8 +15,9 @@
 //!     cargo bench --bench contention -- --check   # ratio <= 1.10, on a quiet machine
 //!
 //! The check is a wall-clock ratio, so it needs both cores free: it is not part of
-//! CI. CI checks the design it measures without a clock (the unit test
-//! `each_thread_records_into_its_own_shard_on_its_own_lines`).
+//! CI. CI checks the metrics half of the design without a clock (the unit test
+//! `each_thread_records_into_its_own_shard_on_its_own_lines`); the request id is a
+//! thread-local counter.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -230,7 +230,8 @@ def contention_section(run, crit):
              "what the service does (each worker writes its own shard), `shared` one array of atomics every "
              "thread adds to (the design before sharding). Equal figures mean the workers share no cache line "
              "per request: that, not the throughput curve above, is the evidence for the per-core design on "
-             "this machine. (CI checks the ratio with `cargo bench --bench contention -- --check`.)", "")
+             "this machine. (`cargo bench --bench contention -- --check` checks the ratio on a quiet machine; CI checks "
+             "the sharding itself without a clock, in a unit test.)", "")
     est = {}
     for p in sorted(Path(crit).glob("contention/*/*/new/estimates.json")):
         case, threads = p.parent.parent.parent.name, p.parent.parent.name

@@ -3,11 +3,11 @@
 //!
 //! Bodies are parsed with simd-json's tape API into per-thread scratch space
 //! (`Buffers`, the tape, and a padded copy of the body) that is reused for every
-//! request, so a parse allocates nothing once a worker has warmed up. simd-json
-//! unescapes strings in place into that buffer, so the `name` it finds is copied
-//! out (the one allocation of that path). Small bodies without escapes go through
-//! serde_json instead, and the shape nearly every client sends through one scan
-//! (see [`name_of`]); both borrow the name from the body.
+//! request, so the parse itself allocates nothing once a worker has warmed up.
+//! simd-json unescapes strings in place into that buffer, so the `name` it finds is
+//! copied out: the one allocation of that path. Small bodies without escapes go
+//! through serde_json instead, and the shape nearly every client sends through one
+//! scan (see [`name_of`]); both borrow the name from the body.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -18,7 +18,8 @@ use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameField<'a> {
     /// The body is an object whose (last) `name` member is a string: borrowed from
-    /// the body unless it had to be unescaped.
+    /// the body on the scan and serde_json paths (unless serde_json had to
+    /// unescape it), owned on the simd-json path.
     Str(Cow<'a, str>),
     /// The body is an object without a `name` member.
     Missing,
@@ -81,9 +82,9 @@ thread_local! {
 /// - other small bodies without escapes (up to [`SMALL_BODY`] bytes, no `\`) go
 ///   through serde_json: on them simd-json's fixed cost (SIMD stages, tape) is
 ///   larger than serde_json's whole parse even with reused buffers;
-/// - everything else goes through simd-json: as soon as a string has escapes
-///   serde_json must allocate to unescape it, and on bodies with many members
-///   simd-json is faster.
+/// - everything else goes through simd-json, which is faster on strings with
+///   escapes and on bodies with many members; there, as on serde_json's path
+///   when it unescapes, the name is one allocation.
 ///
 /// All paths accept and reject the same documents (the property tests check each
 /// against serde_json's own `Value`).
