@@ -3,10 +3,14 @@
 //! same skip-everything visitor), on the bodies the service sees. The server tries
 //! the scan first, then picks serde_json up to `json::SMALL_BODY` bytes without a
 //! backslash and simd-json otherwise, from these numbers.
+//!
+//! And writing the response body (`render`): plain ASCII, names that need
+//! escaping, CJK and emoji. One bench binary for JSON in and out, so CI links it once.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use greeting_service::domain::greet;
 use greeting_service::json::parse::{self as json, NameField};
 
 fn name_len(r: Result<NameField<'_>, json::JsonError>) -> usize {
@@ -16,7 +20,7 @@ fn name_len(r: Result<NameField<'_>, json::JsonError>) -> usize {
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn parse(c: &mut Criterion) {
     let bodies = [
         ("tiny 15 B", common::TINY.to_owned()),
         ("unicode 100 B", common::unicode_100()),
@@ -44,5 +48,22 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn render(c: &mut Criterion) {
+    let names = [
+        ("ascii", "John".to_owned()),
+        ("ascii 256", "a".repeat(256)),
+        ("escapes", r#"<script>"x" & 'y' \ </script>"#.to_owned()),
+        ("line separators", "a\u{2028}b\u{2029}c".repeat(8)),
+        ("cjk emoji", "日本語の名前😀🎉".to_owned()),
+    ];
+    let mut group = c.benchmark_group("render");
+    for (label, name) in &names {
+        group.bench_with_input(BenchmarkId::from_parameter(label), name, |b, name| {
+            b.iter(|| greet::render_str(name))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse, render);
 criterion_main!(benches);

@@ -1,7 +1,18 @@
-//! A real server on loopback driven by an in-process hyper client over keep-alive
-//! connections: 1 and 64 concurrent connections, HTTP/1.1 and h2c. The server runs
-//! on its own thread (one current-thread runtime, like one per-core worker); the
-//! client on another. Each iteration sends one request on every connection.
+//! The whole service, two ways (one bench binary, so CI links it once):
+//!
+//! - `handler`: one whole request in process, bytes in to response out, no sockets:
+//!   the service the server runs (request id, headers, metrics, routing, parse,
+//!   validate, render) for success and each error class; and `metrics/record`;
+//! - `e2e`: a real server on loopback driven by an in-process hyper client over
+//!   keep-alive connections: 1 and 64 concurrent connections, HTTP/1.1 and h2c. The
+//!   server runs on its own thread (one current-thread runtime, like one per-core
+//!   worker); the client on another. Each iteration sends one request on every
+//!   connection.
+//!
+//! Run:
+//!
+//!     cargo bench --bench service               # both groups
+//!     cargo bench --bench service -- handler    # one group (a criterion filter)
 
 mod common;
 
@@ -56,7 +67,39 @@ impl Sender {
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn handler(c: &mut Criterion) {
+    let runtime = common::runtime();
+    let middleware = common::middleware();
+    let mut group = c.benchmark_group("handler");
+    for (label, request, status) in common::request_classes() {
+        // Check once, outside the measurement, that the class is what it says.
+        let Ok(response) = runtime.block_on(middleware.call(request.clone(), None, ()));
+        assert_eq!(response.status().as_u16(), status, "{label}");
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.to_async(&runtime)
+                .iter(|| middleware.call(request.clone(), None, ()))
+        });
+    }
+    group.finish();
+
+    // What recording a request in the metrics costs on its own (part of every
+    // handler figure above): three relaxed atomic adds and a bucket search.
+    let metrics = greeting_service::telemetry::metrics::Metrics::new(std::sync::Arc::new(
+        greeting_service::telemetry::metrics::Connections::default(),
+    ));
+    c.bench_function("metrics/record", |b| {
+        b.iter(|| {
+            metrics.record(
+                greeting_service::handler::Route::Greet,
+                greeting_service::telemetry::metrics::MethodLabel::of(&http::Method::POST),
+                http::StatusCode::OK,
+                std::time::Duration::from_micros(7),
+            )
+        })
+    });
+}
+
+fn e2e(c: &mut Criterion) {
     // The real server on its own thread (one per-core worker), for the whole run.
     let server = common::InProcess::routes(1);
     let addr = server.addr;
@@ -90,5 +133,5 @@ fn bench(c: &mut Criterion) {
     server.stop();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, handler, e2e);
 criterion_main!(benches);
