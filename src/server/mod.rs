@@ -418,9 +418,9 @@ impl<H: Handler> Started<H> {
         let deadline = tokio::time::Instant::from_std(self.accepted + self.timeouts.header);
         let establish = async {
             match tls {
-                None => Protocol::sniff(&stream)
+                None => Protocol::sniff(stream)
                     .await
-                    .map(|p| (p, Io::Plain(stream))),
+                    .map(|(p, s)| (p, Io::Plain(s))),
                 // Boxed: a handshake's state is large, and only TLS connections
                 // should carry it.
                 Some(tls) => Box::pin(tls.accept(stream)).await.map(|s| {

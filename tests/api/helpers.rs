@@ -260,6 +260,20 @@ impl Raw {
         }
     }
 
+    /// Reads until the server's orderly close: `read` returning 0, the FIN. A reset
+    /// (the server closed with bytes of ours unread) or the read timeout fails.
+    pub fn read_to_fin(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("no orderly close after {} bytes: {e}", out.len()),
+            }
+        }
+    }
+
     /// Reads exactly `n` HTTP/1 responses with `Content-Length` bodies.
     pub fn read_responses(&mut self, n: usize) -> Vec<RawResponse> {
         let mut buf = Vec::new();

@@ -5,13 +5,16 @@
 //! preface goes to hyper's HTTP/2 connection, anything else to HTTP/1. Over TLS,
 //! ALPN decides. When the first bytes are a strict prefix of the preface (a client
 //! that sent `P` or `PRI` and paused), the peek is repeated until they settle it;
-//! the head deadline bounds that wait like any other.
+//! the head deadline bounds that wait like any other. First bytes that are not
+//! HTTP are refused without an answer, with an orderly close (FIN, not RST).
 
 use std::io;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::config::MAX_HEAD_BYTES;
 
@@ -87,19 +90,23 @@ impl Protocol {
     /// finds data leaves the socket readable, so waiting for "more" is a short
     /// sleep between peeks (1 ms doubling to 50 ms): only a client that stops in
     /// the middle of the 24-byte preface ever takes that path. Bytes that are not
-    /// HTTP end the connection with an `InvalidData` error.
-    pub async fn sniff(stream: &tokio::net::TcpStream) -> io::Result<Self> {
+    /// HTTP end the connection in order (`close_not_http`) and with an
+    /// `InvalidData` error.
+    pub async fn sniff(stream: TcpStream) -> io::Result<(Self, TcpStream)> {
         let mut first = [0u8; SNIFF_BYTES];
         let mut pause = Duration::from_millis(1);
         loop {
             let n = stream.peek(&mut first).await?;
             match Self::from_first_bytes(&first[..n]) {
-                FirstBytes::Speaks(protocol) => return Ok(protocol),
+                FirstBytes::Speaks(protocol) => return Ok((protocol, stream)),
                 FirstBytes::NotHttp => {
+                    // Boxed: its read buffer would otherwise be part of every
+                    // connection's task, for a path only refused clients take.
+                    Box::pin(close_not_http(stream)).await;
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "neither an HTTP/1 request line nor the HTTP/2 preface",
-                    ))
+                    ));
                 }
                 FirstBytes::Undecided => {}
             }
@@ -117,6 +124,31 @@ impl Protocol {
         match alpn {
             Some(b"h2") => Self::Http2,
             _ => Self::Http1,
+        }
+    }
+}
+
+/// At most this much of what a refused client still sends is read and dropped
+/// before the socket is closed anyway.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Ends a connection whose first bytes are not HTTP without an answer, but in
+/// order: the write side is shut first (the client reads a FIN, an orderly end),
+/// then what the client sent or still sends is read and dropped until it closes,
+/// at most `LINGER_BYTES`. Closing a socket with unread bytes in its receive
+/// buffer sends a reset instead (RST), and a client may then see "connection
+/// reset by peer" before it reads the end: h2spec 3.5/2 reports exactly that as
+/// a failure. The caller's head deadline bounds the wait for the client's close.
+async fn close_not_http(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
