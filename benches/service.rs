@@ -2,12 +2,14 @@
 //!
 //! - `handler`: one whole request in process, bytes in to response out, no sockets:
 //!   the service the server runs (request id, headers, metrics, routing, parse,
-//!   validate, render) for success and each error class; and `metrics/record`;
+//!   validate, render) for success and each error class; then `metrics/record`
+//!   (its own group);
 //! - `e2e`: a real server on loopback driven by an in-process hyper client over
 //!   keep-alive connections: 1 and 64 concurrent connections, HTTP/1.1 and h2c. The
 //!   server runs on its own thread (one current-thread runtime, like one per-core
 //!   worker); the client on another. Each iteration sends one request on every
-//!   connection.
+//!   connection. Its server and connections are started even when a filter
+//!   leaves the group out.
 //!
 //! Run:
 //!

@@ -6,7 +6,8 @@
 //! ALPN decides. When the first bytes are a strict prefix of the preface (a client
 //! that sent `P` or `PRI` and paused), the peek is repeated until they settle it;
 //! the head deadline bounds that wait like any other. First bytes that are not
-//! HTTP are refused without an answer, with an orderly close (FIN, not RST).
+//! HTTP are refused without an answer, normally with an orderly close (FIN, not
+//! RST; see `close_not_http` for when a reset is still sent).
 
 use std::io;
 use std::time::Duration;
@@ -91,7 +92,8 @@ impl Protocol {
     /// sleep between peeks (1 ms doubling to 50 ms): only a client that stops in
     /// the middle of the 24-byte preface ever takes that path. Bytes that are not
     /// HTTP end the connection in order (`close_not_http`) and with an
-    /// `InvalidData` error.
+    /// `InvalidData` error. Neither wait has a deadline of its own: the caller
+    /// bounds the whole call (`Started::serve`: the head deadline and the drain).
     pub async fn sniff(stream: TcpStream) -> io::Result<(Self, TcpStream)> {
         let mut first = [0u8; SNIFF_BYTES];
         let mut pause = Duration::from_millis(1);
@@ -139,6 +141,8 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// buffer sends a reset instead (RST), and a client may then see "connection
 /// reset by peer" before it reads the end: h2spec 3.5/2 reports exactly that as
 /// a failure. The caller's head deadline bounds the wait for the client's close.
+/// A reset is still sent when the client sends more than `LINGER_BYTES`, is still
+/// sending when the deadline or a drain drops this future, or the shutdown fails.
 async fn close_not_http(mut stream: TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
