@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Where a server's user-space instructions per request go, grouped by crate.
+"""Where a server's user-space instructions per request go, grouped by crate; or,
+with --walk, which of this service's own source files and functions run on every
+request.
 
     perf/callgrind-crates.py NAME=COMMAND [NAME=COMMAND...] [--n1 2000] [--n2 12000] [-c 8]
+    perf/callgrind-crates.py --walk project=target/release/greeting-service
 
 Each COMMAND (a program and its arguments, no shell) reads PORT (and WORKERS=1) from its environment, like
 perf/peers/callgrind.sh. For each server: two callgrind runs with N1 and N2 POST /greet
@@ -10,7 +13,16 @@ requests over C keep-alive connections (oha), the self cost of every function fr
 instructions came from (the source file, so inlined code counts where it was written;
 the symbol's crate where the file is unknown; this service's own code by module), and (run N2 - run N1) / (N2 - N1), so start-up and shutdown cancel.
 Prints a markdown table, one column per server, and with two or more servers the
-difference of the first and the second. Needs harness/ (`scripts/py
+difference of the first and the second.
+
+--walk reads callgrind's own output (self cost per source line, inlined code at the
+line it was written) and gives each line of src/ to the `fn` whose body holds it
+(matched braces), so one-line helpers that the compiler inlined count as functions
+too: the hot path as a reader walks it, measured rather than read off. A function
+counts when its lines take at least --min instructions per request (default 1):
+anything that runs once per request takes more. Code that runs by the clock rather
+than per request (the watchdog's sweep, ten times a second) can show up too, with a
+small figure, because the longer run lasts longer. Needs harness/ (`scripts/py
 perf/callgrind-crates.py` installs it).
 """
 
@@ -99,7 +111,138 @@ def annotate(path):
     return totals
 
 
-def run_once(cmd, n, conns, tmp):
+def line_costs(path):
+    """Self instructions per (source file, line) from one callgrind output file,
+    read directly: callgrind_annotate would need the sources beside it. Handles the
+    format's name compression (`(id) name`, then `(id)`), relative positions (`+n`,
+    `-n`, `*`) and inlined files (`fi=`/`fe=`); the cost line after `calls=` is the
+    call's inclusive cost, not self cost, and is skipped."""
+    names, costs = {}, collections.Counter()
+    fl = file = None
+    line = 0
+    skip_next = False
+
+    def name(value):
+        m = re.match(r"^\((\d+)\)(?: (.*))?$", value)
+        if not m:
+            return value
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), "?")
+
+    with open(path) as f:
+        for raw in f:
+            raw = raw.rstrip("\n")
+            if not raw:
+                continue
+            c = raw[0]
+            if c.isdigit() or c in "+-*":
+                pos, _, rest = raw.partition(" ")
+                if pos == "*":
+                    pass
+                elif pos[0] in "+-":
+                    line += int(pos)
+                else:
+                    line = int(pos)
+                if skip_next:
+                    skip_next = False
+                elif rest:
+                    costs[(file, line)] += int(rest.split()[0])
+                continue
+            key, _, value = raw.partition("=")
+            if key == "fl":
+                fl = file = name(value)
+            elif key in ("fi", "fe"):
+                file = name(value)
+            elif key == "fn":
+                file = fl
+            elif key in ("cfi", "cfl"):
+                name(value)  # registers the name; the caller's file is unchanged
+            elif key == "calls":
+                skip_next = True
+    return costs
+
+
+def functions_of(path):
+    """(first line, last line, name) of every `fn` in a Rust source file, by its
+    matched braces (strings, chars and comments skipped)."""
+    text = open(path).read()
+    spans = []
+    for m in re.finditer(r"\bfn\s+(\w+)", text):
+        # The body's `{`, or the `;` of a declaration without one (a trait's),
+        # outside the signature's brackets (`-> [u8; 16]`).
+        i, nest = m.end(), 0
+        while i < len(text) and not (nest == 0 and text[i] in "{;"):
+            nest += (text[i] in "([") - (text[i] in ")]")
+            i += 1
+        if i >= len(text) or text[i] == ";":
+            continue
+        depth, j = 0, i
+        while j < len(text):
+            ch = text[j]
+            if text.startswith("//", j):
+                j = text.find("\n", j)
+                j = len(text) if j < 0 else j
+                continue
+            if ch == '"':
+                j += 1
+                while j < len(text) and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+            elif ch == "'" and re.match(r"'(\\.|[^\\'])'", text[j:j + 4]):
+                j = text.index("'", j + 1 + (text[j + 1] == "\\"))
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        first = text.count("\n", 0, m.start()) + 1
+        spans.append((first, text.count("\n", 0, j) + 1, m.group(1)))
+    return spans
+
+
+def walk(per_line, minimum):
+    """This service's own functions per request, by file: {file: {fn: instr}}."""
+    by_file = collections.defaultdict(collections.Counter)
+    for (file, line), cost in per_line.items():
+        if file and file.startswith(OURS) and cost > 0:
+            by_file[file[len(OURS):]][line] += cost
+    result = {}
+    for file, lines in by_file.items():
+        spans = functions_of(OURS + file)
+        fns = collections.Counter()
+        for line, cost in lines.items():
+            # The innermost fn holding the line (a nested fn's span is inside its parent's).
+            inside = [s for s in spans if s[0] <= line <= s[1]]
+            label = min(inside, key=lambda s: s[1] - s[0]) if inside else None
+            if label:
+                fns[f"{label[2]} (line {label[0]})"] += cost
+            elif line == 0:
+                # No line: code the compiler made (moves, drops, state machines).
+                fns["(no line: compiler glue)"] += cost
+            else:
+                fns["(outside any fn: derives, statics)"] += cost
+        fns = {k: v for k, v in fns.items() if v >= minimum}
+        if fns:
+            result[file] = fns
+    return result
+
+
+def print_walk(name, result):
+    files = sorted(result, key=lambda f: -sum(result[f].values()))
+    count = sum(1 for v in result.values() for fn in v if not fn.startswith("("))
+    print(f"{name}: {len(files)} files and {count} functions of src/ per request")
+    print()
+    print("| file | function (where it starts) | instructions per request |")
+    print("|---|---|---:|")
+    for file in files:
+        for fn, cost in sorted(result[file].items(), key=lambda kv: -kv[1]):
+            print(f"| `{file}` | `{fn}` | {cost:,.1f} |")
+    print(f"| **total** | | **{sum(sum(v.values()) for v in result.values()):,.0f}** |")
+
+
+def run_once(cmd, n, conns, tmp, analyse):
     port = free_port()
     env = dict(os.environ, PORT=str(port), WORKERS="1", HOST="127.0.0.1", LOG_LEVEL="error")
     out = os.path.join(tmp, "cg.%p")
@@ -133,7 +276,7 @@ def run_once(cmd, n, conns, tmp):
     files = [os.path.join(tmp, f) for f in os.listdir(tmp) if f.startswith("cg.")]
     totals = collections.Counter()
     for f in files:
-        totals.update(annotate(f))
+        totals.update(analyse(f))
         os.remove(f)
     return totals
 
@@ -144,16 +287,25 @@ def main():
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=12000)
     ap.add_argument("-c", type=int, default=8, dest="conns")
+    ap.add_argument("--walk", action="store_true",
+                    help="this service's own files and functions per request, not crates")
+    ap.add_argument("--min", type=float, default=1.0,
+                    help="with --walk: instructions per request a function needs to count")
     args = ap.parse_args()
+    analyse = line_costs if args.walk else annotate
     per_request = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.servers:
             name, cmd = spec.split("=", 1)
             print(f"{name}: {args.n1} then {args.n2} requests under callgrind", file=sys.stderr)
-            a = run_once(cmd, args.n1, args.conns, tmp)
-            b = run_once(cmd, args.n2, args.conns, tmp)
+            a = run_once(cmd, args.n1, args.conns, tmp, analyse)
+            b = run_once(cmd, args.n2, args.conns, tmp, analyse)
             span = args.n2 - args.n1
             per_request[name] = {k: (b[k] - a[k]) / span for k in set(a) | set(b)}
+    if args.walk:
+        for name, per_line in per_request.items():
+            print_walk(name, walk(per_line, args.min))
+        return
     names = list(per_request)
     crates = sorted(
         {c for v in per_request.values() for c in v},
