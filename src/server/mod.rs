@@ -34,7 +34,7 @@ use crate::config::Mode;
 use crate::handler::Handler;
 use crate::middleware::Middleware;
 use crate::server::drain::{Drain, Readiness, StopRequests};
-use crate::telemetry::metrics::Connections;
+use crate::telemetry::metrics::{Connections, Slot};
 use connection::watchdog::Watchdog;
 use connection::{Accepted, Builders, Protocol, Timeouts};
 
@@ -388,13 +388,11 @@ impl<H: Handler + Clone> Worker<H> {
                 drain: self.shared.drain.clone(),
                 middleware: self.middleware.clone(),
                 watchdog: self.watchdog.clone(),
+                tls: self.shared.tls.clone(),
+                builders: self.builders.clone(),
+                slot: self.shared.connections.admit(permit),
             };
-            let (tls, builders) = (self.shared.tls.clone(), self.builders.clone());
-            let slot = self.shared.connections.admit(permit);
-            self.shared.connections.spawn(async move {
-                let _slot = slot;
-                started.serve(stream, tls, &builders).await;
-            });
+            self.shared.connections.spawn(started.serve(stream));
         }
     }
 }
@@ -408,13 +406,24 @@ struct Started<H> {
     drain: Drain,
     middleware: Arc<Middleware<H>>,
     watchdog: Arc<Watchdog>,
+    tls: Option<TlsAcceptor>,
+    builders: Arc<Builders>,
+    /// Its place under the connection cap, given back when the connection ends.
+    slot: Slot,
 }
 
 impl<H: Handler> Started<H> {
     /// Learns the protocol (a peek at the first bytes, or the TLS handshake's ALPN)
     /// within the head deadline, then serves the connection. A drain that starts
     /// before the protocol is known ends the connection at once.
-    async fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>, builders: &Builders) {
+    ///
+    /// This is the connection's task itself (spawned as it is, not inside another
+    /// `async` block): every wake-up of the connection resumes each `async` layer
+    /// it passes through.
+    async fn serve(self, stream: TcpStream) {
+        // Declared first, so dropped last: the slot is held until the socket is gone.
+        let _slot = self.slot;
+        let (tls, builders) = (self.tls, &*self.builders);
         let deadline = tokio::time::Instant::from_std(self.accepted + self.timeouts.header);
         let establish = async {
             match tls {
@@ -452,9 +461,12 @@ impl<H: Handler> Started<H> {
                 within: self.timeouts.header,
             },
         };
-        match io {
-            Io::Plain(s) => accepted.serve_tcp(s, builders).await,
-            Io::Tls(s) => accepted.serve(s, builders).await,
+        // Called here directly, not through a function that picks one: every
+        // wake-up of the connection resumes each `async` layer it passes through.
+        match (io, protocol) {
+            (Io::Plain(s), Protocol::Http1) => accepted.serve_http1(s, builders).await,
+            (Io::Plain(s), Protocol::Http2) => accepted.serve(s, builders).await,
+            (Io::Tls(s), _) => accepted.serve(s, builders).await,
         }
     }
 }

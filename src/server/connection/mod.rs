@@ -50,16 +50,8 @@ pub struct Accepted<H> {
 }
 
 impl<H: Handler> Accepted<H> {
-    /// Serves a plain TCP connection until it closes, times out, or finishes after
-    /// the drain starts; HTTP/1 connections park while idle.
-    pub async fn serve_tcp(self, stream: TcpStream, builders: &Builders) {
-        match self.protocol {
-            Protocol::Http1 => self.serve_http1(stream, builders).await,
-            Protocol::Http2 => self.serve(stream, builders).await,
-        }
-    }
-
-    /// Serves any byte stream (TLS, or an in-memory one in tests) without parking.
+    /// Serves any byte stream (plain HTTP/2, TLS, or an in-memory one in tests)
+    /// without parking.
     pub async fn serve<I>(self, io: I, builders: &Builders)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -82,8 +74,10 @@ impl<H: Handler> Accepted<H> {
         }
     }
 
-    /// Plain HTTP/1: serve inside hyper while busy, park as a bare socket while idle.
-    async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
+    /// Serves a plain HTTP/1 connection until it closes, times out, or finishes
+    /// after the drain starts: inside hyper while busy, parked as a bare socket
+    /// while idle.
+    pub async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
         let activity = Activity::new(self.accepted, &self.watchdog, true);
         let svc = self.service(&activity);
         let mut prefix = Bytes::new();
@@ -194,14 +188,20 @@ enum Ended {
 
 /// Polls `conn` to completion, acting on the alarms the watchdog and the drain
 /// raise: one atomic load per wake-up when there are none.
-async fn drive<C>(mut conn: Pin<&mut C>, activity: &Activity) -> Ended
+///
+/// A plain function returning the future, not an `async fn` around it: every
+/// wake-up of the connection resumes each `async` layer it passes through.
+fn drive<'a, C>(
+    mut conn: Pin<&'a mut C>,
+    activity: &'a Activity,
+) -> impl Future<Output = Ended> + 'a
 where
-    C: GracefulConnection,
+    C: GracefulConnection + 'a,
     C::Error: std::fmt::Display,
 {
     let mut waiting = false;
     let (mut closing, mut parking) = (false, false);
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         if !waiting {
             activity.set_waker(cx.waker());
             waiting = true;
@@ -239,5 +239,4 @@ where
             }
         }
     })
-    .await
 }
