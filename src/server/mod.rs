@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,9 +34,9 @@ use crate::config::Mode;
 use crate::handler::Handler;
 use crate::middleware::Middleware;
 use crate::server::drain::{Drain, Readiness, StopRequests};
-use crate::telemetry::metrics::{Connections, Slot};
+use crate::telemetry::metrics::Connections;
 use connection::watchdog::Watchdog;
-use connection::{Accepted, Builders, Protocol, Timeouts};
+use connection::{Builders, Started, Timeouts};
 
 /// Server-level settings (the handler has its own limits).
 #[derive(Debug, Clone, Copy)]
@@ -395,86 +395,6 @@ impl<H: Handler + Clone> Worker<H> {
             self.shared.connections.spawn(started.serve(stream));
         }
     }
-}
-
-/// A connection just accepted, before its protocol is known.
-struct Started<H> {
-    accepted: Instant,
-    peer: SocketAddr,
-    timeouts: Timeouts,
-    max_body_bytes: usize,
-    drain: Drain,
-    middleware: Arc<Middleware<H>>,
-    watchdog: Arc<Watchdog>,
-    tls: Option<TlsAcceptor>,
-    builders: Arc<Builders>,
-    /// Its place under the connection cap, given back when the connection ends.
-    slot: Slot,
-}
-
-impl<H: Handler> Started<H> {
-    /// Learns the protocol (a peek at the first bytes, or the TLS handshake's ALPN)
-    /// within the head deadline, then serves the connection. A drain that starts
-    /// before the protocol is known ends the connection at once.
-    ///
-    /// This is the connection's task itself (spawned as it is, not inside another
-    /// `async` block): every wake-up of the connection resumes each `async` layer
-    /// it passes through.
-    async fn serve(self, stream: TcpStream) {
-        // Declared first, so dropped last: the slot is held until the socket is gone.
-        let _slot = self.slot;
-        let (tls, builders) = (self.tls, &*self.builders);
-        let deadline = tokio::time::Instant::from_std(self.accepted + self.timeouts.header);
-        let establish = async {
-            match tls {
-                None => Protocol::sniff(stream)
-                    .await
-                    .map(|(p, s)| (p, Io::Plain(s))),
-                // Boxed: a handshake's state is large, and only TLS connections
-                // should carry it.
-                Some(tls) => Box::pin(tls.accept(stream)).await.map(|s| {
-                    let protocol = Protocol::from_alpn(s.get_ref().1.alpn_protocol());
-                    (protocol, Io::Tls(Box::new(s)))
-                }),
-            }
-        };
-        let established = tokio::select! {
-            established = tokio::time::timeout_at(deadline, establish) => established,
-            () = self.drain.draining() => {
-                tracing::debug!("draining before the protocol was known; closing");
-                return;
-            }
-        };
-        let (protocol, io) = match established {
-            Ok(Ok(established)) => established,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "connection failed before a request"),
-            Err(_) => return tracing::debug!("no request bytes or handshake in time; closing"),
-        };
-        let accepted = Accepted {
-            protocol,
-            accepted: self.accepted,
-            peer: Some(self.peer),
-            middleware: self.middleware,
-            watchdog: self.watchdog,
-            unread: connection::unread::Budget {
-                bytes: self.max_body_bytes,
-                within: self.timeouts.header,
-            },
-        };
-        // Called here directly, not through a function that picks one: every
-        // wake-up of the connection resumes each `async` layer it passes through.
-        match (io, protocol) {
-            (Io::Plain(s), Protocol::Http1) => accepted.serve_http1(s, builders).await,
-            (Io::Plain(s), Protocol::Http2) => accepted.serve(s, builders).await,
-            (Io::Tls(s), _) => accepted.serve(s, builders).await,
-        }
-    }
-}
-
-/// A connection's byte stream once its protocol is known.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 /// Errors that concern one connection only, not the listener.

@@ -1,5 +1,5 @@
-//! One client connection, from its first byte to its close: the protocol
-//! ([`protocol`]), what it is doing and the byte stream hyper reads
+//! One client connection, from its first byte to its close ([`Started::serve`] is
+//! its task): the protocol ([`protocol`]), what it is doing and the byte stream hyper reads
 //! ([`activity`]), its deadlines ([`watchdog`]) and parking ([`parking`]),
 //! around hyper's HTTP/1 or HTTP/2 connection.
 //!
@@ -14,6 +14,7 @@ pub mod watchdog;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,9 +26,12 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::handler::{Handler, Response};
 use crate::middleware::Middleware;
+use crate::server::drain::Drain;
+use crate::telemetry::metrics::Slot;
 use activity::{alarm, Activity, InFlight, Watched};
 use parking::{join, readable};
 use watchdog::Watchdog;
@@ -37,8 +41,88 @@ pub use watchdog::Timeouts;
 
 type Incoming = hyper::body::Incoming;
 
+/// A connection just accepted, before its protocol is known.
+pub struct Started<H> {
+    pub accepted: Instant,
+    pub peer: SocketAddr,
+    pub timeouts: Timeouts,
+    pub max_body_bytes: usize,
+    pub drain: Drain,
+    pub middleware: Arc<Middleware<H>>,
+    pub watchdog: Arc<Watchdog>,
+    pub tls: Option<TlsAcceptor>,
+    pub builders: Arc<Builders>,
+    /// Its place under the connection cap, given back when the connection ends.
+    pub slot: Slot,
+}
+
+impl<H: Handler> Started<H> {
+    /// Learns the protocol (a peek at the first bytes, or the TLS handshake's ALPN)
+    /// within the head deadline, then serves the connection. A drain that starts
+    /// before the protocol is known ends the connection at once.
+    ///
+    /// This is the connection's task itself (spawned as it is, not inside another
+    /// `async` block): every wake-up of the connection resumes each `async` layer
+    /// it passes through.
+    pub async fn serve(self, stream: TcpStream) {
+        // Declared first, so dropped last: the slot is held until the socket is gone.
+        let _slot = self.slot;
+        let (tls, builders) = (self.tls, &*self.builders);
+        let deadline = tokio::time::Instant::from_std(self.accepted + self.timeouts.header);
+        let establish = async {
+            match tls {
+                None => Protocol::sniff(stream)
+                    .await
+                    .map(|(p, s)| (p, Io::Plain(s))),
+                // Boxed: a handshake's state is large, and only TLS connections
+                // should carry it.
+                Some(tls) => Box::pin(tls.accept(stream)).await.map(|s| {
+                    let protocol = Protocol::from_alpn(s.get_ref().1.alpn_protocol());
+                    (protocol, Io::Tls(Box::new(s)))
+                }),
+            }
+        };
+        let established = tokio::select! {
+            established = tokio::time::timeout_at(deadline, establish) => established,
+            () = self.drain.draining() => {
+                tracing::debug!("draining before the protocol was known; closing");
+                return;
+            }
+        };
+        let (protocol, io) = match established {
+            Ok(Ok(established)) => established,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "connection failed before a request"),
+            Err(_) => return tracing::debug!("no request bytes or handshake in time; closing"),
+        };
+        let accepted = Accepted {
+            protocol,
+            accepted: self.accepted,
+            peer: Some(self.peer),
+            middleware: self.middleware,
+            watchdog: self.watchdog,
+            unread: unread::Budget {
+                bytes: self.max_body_bytes,
+                within: self.timeouts.header,
+            },
+        };
+        // Called here directly, not through a function that picks one: every
+        // wake-up of the connection resumes each `async` layer it passes through.
+        match (io, protocol) {
+            (Io::Plain(s), Protocol::Http1) => accepted.serve_http1(s, builders).await,
+            (Io::Plain(s), Protocol::Http2) => accepted.serve(s, builders).await,
+            (Io::Tls(s), _) => accepted.serve(s, builders).await,
+        }
+    }
+}
+
+/// A connection's byte stream once its protocol is known.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// A connection whose protocol is known, and what serving it needs.
-pub struct Accepted<H> {
+struct Accepted<H> {
     pub protocol: Protocol,
     /// When the connection was accepted: the first head's deadline counts from it.
     pub accepted: Instant,
@@ -52,7 +136,7 @@ pub struct Accepted<H> {
 impl<H: Handler> Accepted<H> {
     /// Serves any byte stream (plain HTTP/2, TLS, or an in-memory one in tests)
     /// without parking.
-    pub async fn serve<I>(self, io: I, builders: &Builders)
+    async fn serve<I>(self, io: I, builders: &Builders)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -77,7 +161,7 @@ impl<H: Handler> Accepted<H> {
     /// Serves a plain HTTP/1 connection until it closes, times out, or finishes
     /// after the drain starts: inside hyper while busy, parked as a bare socket
     /// while idle.
-    pub async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
+    async fn serve_http1(self, mut stream: TcpStream, builders: &Builders) {
         let activity = Activity::new(self.accepted, &self.watchdog, true);
         let svc = self.service(&activity);
         let mut prefix = Bytes::new();
