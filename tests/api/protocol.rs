@@ -1,6 +1,9 @@
 //! README, Protocols and connection rules: HTTP/1.0, keep-alive, pipelining, h2c,
 //! framing and smuggling.
 
+use std::io::Write;
+use std::time::Duration;
+
 use crate::helpers::{body_with_name, Conn, RawResponse, TestServer};
 
 const GREET: &[u8] = br#"{"name":"John"}"#;
@@ -286,6 +289,38 @@ fn a_request_whose_first_packet_is_a_prefix_of_the_http2_preface_is_still_served
     let r = raw.read_responses(1);
     assert_eq!(r[0].status, 200);
     assert_eq!(r[0].body, br#"{"message":"Hello, John!"}"#);
+}
+
+#[test]
+fn a_refused_client_that_keeps_sending_is_cut_off_after_64_kib_not_at_the_deadline() {
+    // The head deadline is far away: only the 64 KiB bound can end this.
+    let mut app = TestServer::spawn_with(&[("HEADER_TIMEOUT", "600s")]);
+    let mut raw = app.raw();
+    raw.0
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    raw.send(b"INVALID CONNECTION PREFACE\r\n\r\n");
+    // A server that read and dropped without a bound would take all of it.
+    let chunk = [b'x'; 64 * 1024];
+    let mut sent = 0usize;
+    let ended = loop {
+        if sent >= 256 * 1024 * 1024 {
+            break None;
+        }
+        match raw.0.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) => break Some(e),
+        }
+    };
+    let e = ended.unwrap_or_else(|| panic!("still accepting bytes after {sent}"));
+    assert!(
+        !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "the server stopped reading but kept the connection: {e}"
+    );
+    assert!(app.is_running());
 }
 
 #[test]

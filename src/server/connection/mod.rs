@@ -92,7 +92,10 @@ impl<H: Handler> Started<H> {
         let (protocol, io) = match established {
             Ok(Ok(established)) => established,
             Ok(Err(e)) => return tracing::debug!(error = %e, "connection failed before a request"),
-            Err(_) => return tracing::debug!("no request bytes or handshake in time; closing"),
+            // Also when a refused non-HTTP client kept its side open (`sniff`).
+            Err(_) => {
+                return tracing::debug!("head deadline passed before a request began; closing")
+            }
         };
         let accepted = Accepted {
             protocol,
