@@ -163,10 +163,60 @@ def line_costs(path):
     return costs
 
 
+def code_only(text):
+    """`text` with comments, strings and char literals blanked (same length, newlines
+    kept), so that braces and `fn` in them count for nothing. Handles `//` and
+    nested `/* */` comments, `"..."` with escapes, raw strings (`r#"..."#`, `br"..."`)
+    and char literals (a lifetime such as `'a` is left alone)."""
+    out, i, n = list(text), 0, len(text)
+
+    def blank(start, end):
+        for k in range(start, min(end, n)):
+            if out[k] != "\n":
+                out[k] = " "
+
+    while i < n:
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            blank(i, end)
+            i = end
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            blank(i, j)
+            i = j
+        elif (m := re.match(r'b?r(#*)"', text[i:i + 40])) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_")):
+            close = '"' + m.group(1)
+            end = text.find(close, i + m.end())
+            end = n if end < 0 else end + len(close)
+            blank(i, end)
+            i = end
+        elif text[i] == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            blank(i, j + 1)
+            i = j + 1
+        elif text[i] == "'" and (m := re.match(r"'(\\(u\{[0-9a-fA-F]+\}|x..|.)|[^\\'])'", text[i:i + 12])):
+            blank(i, i + m.end())
+            i += m.end()
+        else:
+            i += 1
+    return "".join(out)
+
+
 def functions_of(path):
     """(first line, last line, name) of every `fn` in a Rust source file, by its
-    matched braces (strings, chars and comments skipped)."""
-    text = open(path).read()
+    matched braces (comments, strings and chars skipped). The file is read from the
+    working tree, which must be the commit the measured binary was built from."""
+    text = code_only(open(path).read())
     spans = []
     for m in re.finditer(r"\bfn\s+(\w+)", text):
         # The body's `{`, or the `;` of a declaration without one (a trait's),
@@ -179,20 +229,9 @@ def functions_of(path):
             continue
         depth, j = 0, i
         while j < len(text):
-            ch = text[j]
-            if text.startswith("//", j):
-                j = text.find("\n", j)
-                j = len(text) if j < 0 else j
-                continue
-            if ch == '"':
-                j += 1
-                while j < len(text) and text[j] != '"':
-                    j += 2 if text[j] == "\\" else 1
-            elif ch == "'" and re.match(r"'(\\.|[^\\'])'", text[j:j + 4]):
-                j = text.index("'", j + 1 + (text[j + 1] == "\\"))
-            elif ch == "{":
+            if text[j] == "{":
                 depth += 1
-            elif ch == "}":
+            elif text[j] == "}":
                 depth -= 1
                 if depth == 0:
                     break
@@ -206,7 +245,7 @@ def walk(per_line, minimum):
     """This service's own functions per request, by file: {file: {fn: instr}}."""
     by_file = collections.defaultdict(collections.Counter)
     for (file, line), cost in per_line.items():
-        if file and file.startswith(OURS) and cost > 0:
+        if file and file.startswith(OURS):
             by_file[file[len(OURS):]][line] += cost
     result = {}
     for file, lines in by_file.items():

@@ -125,7 +125,7 @@ enum Io {
 }
 
 /// A connection whose protocol is known, and what serving it needs.
-struct Accepted<H> {
+pub struct Accepted<H> {
     pub protocol: Protocol,
     /// When the connection was accepted: the first head's deadline counts from it.
     pub accepted: Instant,
@@ -137,9 +137,9 @@ struct Accepted<H> {
 }
 
 impl<H: Handler> Accepted<H> {
-    /// Serves any byte stream (plain HTTP/2, TLS, or an in-memory one in tests)
-    /// without parking.
-    async fn serve<I>(self, io: I, builders: &Builders)
+    /// Serves any byte stream (plain HTTP/2, TLS, or an in-memory one: the fuzz
+    /// target drives it over `tokio::io::duplex`) without parking.
+    pub async fn serve<I>(self, io: I, builders: &Builders)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
