@@ -248,28 +248,33 @@ impl Raw {
 
     /// Reads until the server closes the connection (or the read timeout).
     pub fn read_to_close(&mut self) -> (Vec<u8>, bool) {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            match self.0.read(&mut buf) {
-                Ok(0) => return (out, true),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
-                Err(_) => return (out, false),
-            }
-        }
+        let (out, end) = self.read_until_end();
+        let closed = match end {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        (out, closed)
     }
 
     /// Reads until the server's orderly close: `read` returning 0, the FIN. A reset
     /// (the server closed with bytes of ours unread) or the read timeout fails.
     pub fn read_to_fin(&mut self) -> Vec<u8> {
+        let (out, end) = self.read_until_end();
+        if let Err(e) = end {
+            panic!("no orderly close after {} bytes: {e}", out.len());
+        }
+        out
+    }
+
+    /// Everything read until `read` returns 0 (`Ok`) or fails (the error).
+    fn read_until_end(&mut self) -> (Vec<u8>, std::io::Result<()>) {
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
         loop {
             match self.0.read(&mut buf) {
-                Ok(0) => return out,
+                Ok(0) => return (out, Ok(())),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("no orderly close after {} bytes: {e}", out.len()),
+                Err(e) => return (out, Err(e)),
             }
         }
     }
