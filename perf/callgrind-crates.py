@@ -8,8 +8,8 @@ request.
 
 Each COMMAND (a program and its arguments, no shell) reads PORT (and WORKERS=1) from its environment, like
 perf/peers/callgrind.sh. For each server: two callgrind runs with N1 and N2 POST /greet
-requests over C keep-alive connections (oha), the self cost of every function from
-`callgrind_annotate --inclusive=no`, grouped by the crate whose source the
+requests over C keep-alive connections (oha), the self cost of every source line
+(read from callgrind's output file, `line_costs`), grouped by the crate whose source the
 instructions came from (the source file, so inlined code counts where it was written;
 the symbol's crate where the file is unknown; this service's own code by module), and (run N2 - run N1) / (N2 - N1), so start-up and shutdown cancel.
 Prints a markdown table, one column per server, and with two or more servers the
@@ -86,7 +86,8 @@ def crate_of_file(file):
         return "core/alloc/std"
     if file.startswith(OURS):
         m = re.match(r"((?:server|domain|telemetry|json|ids)/\w+|\w+)(?:\.rs|/)", file[len(OURS):])
-        return "greeting_service::" + (m.group(1).replace("/", "::") if m else "?")
+        module = m.group(1).replace("/", "::") if m else "?"
+        return "greeting_service::" + module.removesuffix("::mod")
     if "/src/" in file and "/registry/" not in file and "/rustc/" not in file:
         return "(another server's own code)"
     if file.startswith("./") or "/sysdeps/" in file:
@@ -94,41 +95,34 @@ def crate_of_file(file):
     return None
 
 
-def annotate(path):
+def crate_costs(path):
     """Self instructions per crate from one callgrind output file."""
-    out = subprocess.run(
-        ["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", path],
-        capture_output=True, text=True, check=True,
-    ).stdout
     totals = collections.Counter()
-    for line in out.splitlines():
-        # `1,234 (12.34%)  file:function [object]`
-        m = re.match(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)(?:\s+\[[^\]]*\])?$", line)
-        if not m or m.group(2) == "PROGRAM TOTALS" or ":" not in m.group(2):
-            continue
-        file, function = m.group(2).split(":", 1)
-        totals[crate_of_file(file) or crate_of(function)] += int(m.group(1).replace(",", ""))
+    for (file, function, _line), cost in line_costs(path).items():
+        totals[crate_of_file(file) or crate_of(function)] += cost
     return totals
 
 
 def line_costs(path):
-    """Self instructions per (source file, line) from one callgrind output file,
-    read directly: callgrind_annotate would need the sources beside it. Handles the
-    format's name compression (`(id) name`, then `(id)`), relative positions (`+n`,
-    `-n`, `*`) and inlined files (`fi=`/`fe=`); the cost line after `calls=` is the
-    call's inclusive cost, not self cost, and is skipped."""
-    names, costs = {}, collections.Counter()
-    fl = file = None
+    """Self instructions per (source file, function, line) from one callgrind
+    output file, read directly (callgrind_annotate gives lines only beside the
+    sources, and only per file). Handles the format's name compression (`(id)
+    name`, then `(id)`; files and functions are numbered apart), relative positions
+    (`+n`, `-n`, `*`) and inlined files (`fi=`/`fe=`: the file is where the code was
+    written, the function the symbol it was inlined into); the cost line after
+    `calls=` is the call's inclusive cost, not self cost, and is skipped."""
+    names, costs = {"file": {}, "fn": {}}, collections.Counter()
+    fl = file = function = None
     line = 0
     skip_next = False
 
-    def name(value):
+    def name(kind, value):
         m = re.match(r"^\((\d+)\)(?: (.*))?$", value)
         if not m:
             return value
         if m.group(2) is not None:
-            names[m.group(1)] = m.group(2)
-        return names.get(m.group(1), "?")
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), "?")
 
     with open(path) as f:
         for raw in f:
@@ -147,17 +141,19 @@ def line_costs(path):
                 if skip_next:
                     skip_next = False
                 elif rest:
-                    costs[(file, line)] += int(rest.split()[0])
+                    costs[(file, function, line)] += int(rest.split()[0])
                 continue
             key, _, value = raw.partition("=")
             if key == "fl":
-                fl = file = name(value)
+                fl = file = name("file", value)
             elif key in ("fi", "fe"):
-                file = name(value)
+                file = name("file", value)
             elif key == "fn":
-                file = fl
+                file, function = fl, name("fn", value)
             elif key in ("cfi", "cfl"):
-                name(value)  # registers the name; the caller's file is unchanged
+                name("file", value)  # registers the name; the caller's file is unchanged
+            elif key == "cfn":
+                name("fn", value)
             elif key == "calls":
                 skip_next = True
     return costs
@@ -244,7 +240,7 @@ def functions_of(path):
 def walk(per_line, minimum):
     """This service's own functions per request, by file: {file: {fn: instr}}."""
     by_file = collections.defaultdict(collections.Counter)
-    for (file, line), cost in per_line.items():
+    for (file, _function, line), cost in per_line.items():
         if file and file.startswith(OURS):
             by_file[file[len(OURS):]][line] += cost
     result = {}
@@ -331,7 +327,7 @@ def main():
     ap.add_argument("--min", type=float, default=1.0,
                     help="with --walk: instructions per request a function needs to count")
     args = ap.parse_args()
-    analyse = line_costs if args.walk else annotate
+    analyse = line_costs if args.walk else crate_costs
     per_request = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.servers:
